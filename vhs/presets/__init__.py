@@ -1,0 +1,150 @@
+"""Presets: configs + weights + tokenizers of every component, in diffusers/transformers folder layout.
+
+A preset folder holds `preset.json` (the `PresetConfig` below) and two component folders:
+
+    <generator>/  tokenizer/ text_encoder/ transformer/ vae/ scheduler/   (a SANA-Sprint diffusers folder)
+    <verifier>/   tokenizer/ llm/ connector/ clip_vision/ clip_connector/ latent_connector/
+
+Every component is loaded with its own class's `from_pretrained`, so a published checkpoint and the
+project's own weights go through exactly the same code. Presets differ only in data, never in code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from diffusers import AutoencoderDC, SanaTransformer2DModel, SCMScheduler
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, CLIPVisionModel
+
+from ..prompting import PromptTokenizer
+from ..verifier import MLPConnector
+
+PRESET_FILE = "preset.json"
+BUILTIN_PRESETS = ("tiny-random", "shapes")
+
+
+@dataclass(frozen=True)
+class PresetConfig:
+    """The serving-relevant settings of a preset (`preset.json`)."""
+
+    name: str
+    split_block: int  # l*: the verifier reads the output of this DiT block (0-based)
+    guidance_scale: float  # SANA-Sprint's embedded guidance
+    text_max_length: int  # prompt tokens the text encoder accepts (SANA-Sprint: 300)
+    question_max_length: int  # verifier question tokens after <image> (prompt included)
+    default_candidates: int
+    max_candidates: int
+    max_timesteps: float = 1.57080  # TrigFlow time of the single step (pi/2, SanaSprintPipeline's default)
+    generator_path: str = "."  # relative to the preset folder, or an absolute path
+    verifier_path: str = "verifier"
+
+    def __post_init__(self):
+        if not 1 <= self.default_candidates <= self.max_candidates:
+            raise ValueError(
+                f"default_candidates must be in [1, max_candidates={self.max_candidates}], "
+                f"got {self.default_candidates}"
+            )
+
+
+@dataclass
+class Preset:
+    """All components of a preset, loaded and in eval mode."""
+
+    config: PresetConfig
+    tokenizer: object
+    text_encoder: object
+    transformer: SanaTransformer2DModel
+    vae: AutoencoderDC
+    scheduler: SCMScheduler
+    llm_tokenizer: object
+    llm: object
+    connector: MLPConnector
+    clip_vision: CLIPVisionModel
+    clip_connector: MLPConnector
+    latent_connector: MLPConnector
+
+    @property
+    def prompt_tokenizer(self) -> PromptTokenizer:
+        return PromptTokenizer(
+            self.tokenizer, self.llm_tokenizer, self.config.text_max_length, self.config.question_max_length
+        )
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one candidate's noise / latent."""
+        size = self.transformer.config.sample_size
+        return (self.transformer.config.in_channels, size, size)
+
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        """Write this preset in the standard layout (generator in `folder`, verifier in `folder/verifier`)."""
+        folder = Path(folder)
+        config = PresetConfig(**{**asdict(self.config), "generator_path": ".", "verifier_path": "verifier"})
+        for name in ("tokenizer", "text_encoder", "transformer", "vae", "scheduler"):
+            getattr(self, name).save_pretrained(folder / name)
+        verifier = folder / "verifier"
+        self.llm_tokenizer.save_pretrained(verifier / "tokenizer")
+        for name in ("llm", "connector", "clip_vision", "clip_connector", "latent_connector"):
+            getattr(self, name).save_pretrained(verifier / name)
+        (folder / PRESET_FILE).write_text(json.dumps(asdict(config), indent=2) + "\n")
+
+
+def preset_folder(name_or_path: str | os.PathLike) -> Path:
+    """Resolve a built-in preset name or a folder path to a folder holding `preset.json`.
+
+    `tiny-random` is built in code on first use (into `$VHS_CACHE_DIR`, default `./build/presets`);
+    `shapes` ships in the package.
+    """
+    if name_or_path == "tiny-random":
+        from .tiny_random import ensure_tiny_random
+
+        return ensure_tiny_random()
+    if name_or_path == "shapes":
+        return Path(__file__).parent / "shapes"
+    folder = Path(name_or_path)
+    if not (folder / PRESET_FILE).is_file():
+        raise ValueError(
+            f"preset must be one of {', '.join(BUILTIN_PRESETS)} or a folder containing {PRESET_FILE}, "
+            f"got {str(name_or_path)!r}"
+        )
+    return folder
+
+
+def load_preset_config(name_or_path: str | os.PathLike) -> PresetConfig:
+    data = json.loads((preset_folder(name_or_path) / PRESET_FILE).read_text())
+    known = {f.name for f in fields(PresetConfig)}
+    return PresetConfig(**{key: value for key, value in data.items() if key in known})
+
+
+def load_preset(name_or_path: str | os.PathLike) -> Preset:
+    """Load every component of a preset with its own `from_pretrained`; all modules in eval mode."""
+    folder = preset_folder(name_or_path)
+    config = load_preset_config(folder)
+    generator = _resolve(folder, config.generator_path)
+    verifier = _resolve(folder, config.verifier_path)
+    preset = Preset(
+        config=config,
+        tokenizer=AutoTokenizer.from_pretrained(generator, subfolder="tokenizer"),
+        text_encoder=AutoModel.from_pretrained(generator, subfolder="text_encoder"),
+        transformer=SanaTransformer2DModel.from_pretrained(generator, subfolder="transformer"),
+        vae=AutoencoderDC.from_pretrained(generator, subfolder="vae"),
+        scheduler=SCMScheduler.from_pretrained(generator, subfolder="scheduler"),
+        llm_tokenizer=AutoTokenizer.from_pretrained(verifier, subfolder="tokenizer"),
+        llm=AutoModelForCausalLM.from_pretrained(verifier, subfolder="llm"),
+        connector=MLPConnector.from_pretrained(verifier, subfolder="connector"),
+        clip_vision=CLIPVisionModel.from_pretrained(verifier, subfolder="clip_vision"),
+        clip_connector=MLPConnector.from_pretrained(verifier, subfolder="clip_connector"),
+        latent_connector=MLPConnector.from_pretrained(verifier, subfolder="latent_connector"),
+    )
+    for module in (preset.text_encoder, preset.transformer, preset.vae, preset.llm, preset.connector,
+                   preset.clip_vision, preset.clip_connector, preset.latent_connector):
+        module.eval().requires_grad_(False)
+    return preset
+
+
+def _resolve(folder: Path, path: str) -> str:
+    """A path relative to the preset folder if it exists there, else as given (absolute path or hub id)."""
+    local = folder / path
+    return str(local) if local.exists() else path

@@ -1,0 +1,98 @@
+"""Prompt -> token ids for the text encoder and for the verifier's question, with validation.
+
+Shared by the reference pipeline and the Triton orchestrator so that both tokenize identically and
+reject the same prompts with the same messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from transformers import PreTrainedTokenizerBase
+
+from .verifier import IMAGE_PLACEHOLDER, VERIFIER_QUESTION
+
+MAX_PROMPT_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class PromptTokens:
+    """Token ids of one prompt, each array with a leading batch dimension of 1."""
+
+    input_ids: np.ndarray  # (1, text_max_length) int64, right-padded
+    attention_mask: np.ndarray  # (1, text_max_length) int64
+    question_ids: np.ndarray  # (1, question_max_length) int64, right-padded
+    question_length: np.ndarray  # (1,) int64
+
+
+class PromptTokenizer:
+    """Tokenizes prompts for the text encoder (Gemma-style) and the verifier LLM (Qwen2 chat template).
+
+    The question is rendered with the LLM tokenizer's chat template and split at `<image>`: the part
+    before is the same for every prompt (`question_prefix_ids`, baked into the LLM graph), the part
+    after carries the prompt and is padded to `question_max_length`.
+    """
+
+    def __init__(
+        self,
+        text_tokenizer: PreTrainedTokenizerBase,
+        llm_tokenizer: PreTrainedTokenizerBase,
+        text_max_length: int,
+        question_max_length: int,
+    ):
+        self.text_tokenizer = text_tokenizer
+        self.llm_tokenizer = llm_tokenizer
+        self.text_max_length = text_max_length
+        self.question_max_length = question_max_length
+        before, _ = self._question_parts("")
+        self.question_prefix_ids = llm_tokenizer(before, add_special_tokens=False).input_ids
+        self.yes_token_id = self._single_token_id("yes")
+        self.no_token_id = self._single_token_id("no")
+
+    def __call__(self, prompt: str) -> PromptTokens:
+        """Tokenize one prompt; raises ValueError naming PROMPT if it is empty or too long."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError("PROMPT must be a non-empty string")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise ValueError(f"PROMPT is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}")
+
+        # SanaSprintPipeline lower-cases and strips the prompt for the text encoder (clean_caption=False).
+        text_ids = self.text_tokenizer(prompt.lower().strip(), add_special_tokens=True).input_ids
+        if len(text_ids) > self.text_max_length:
+            raise ValueError(
+                f"PROMPT is {len(text_ids)} text-encoder tokens long; the limit is {self.text_max_length}"
+            )
+        _, after = self._question_parts(prompt)
+        question = self.llm_tokenizer(after, add_special_tokens=False).input_ids
+        if len(question) > self.question_max_length:
+            raise ValueError(
+                f"PROMPT makes a verifier question of {len(question)} tokens; the limit is "
+                f"{self.question_max_length}"
+            )
+        return PromptTokens(
+            input_ids=_right_pad(text_ids, self.text_max_length, self.text_tokenizer.pad_token_id),
+            attention_mask=_right_pad([1] * len(text_ids), self.text_max_length, 0),
+            question_ids=_right_pad(question, self.question_max_length, self.llm_tokenizer.pad_token_id),
+            question_length=np.array([len(question)], dtype=np.int64),
+        )
+
+    def _question_parts(self, prompt: str) -> tuple[str, str]:
+        question = VERIFIER_QUESTION.replace("{prompt}", prompt)
+        chat = self.llm_tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+        )
+        before, after = chat.split(IMAGE_PLACEHOLDER, 1)
+        return before, after
+
+    def _single_token_id(self, word: str) -> int:
+        ids = self.llm_tokenizer(word, add_special_tokens=False).input_ids
+        if len(ids) != 1:
+            raise ValueError(f"the verifier tokenizer must encode {word!r} as one token, got {ids}")
+        return ids[0]
+
+
+def _right_pad(ids: list[int], length: int, pad_id: int) -> np.ndarray:
+    padded = np.full((1, length), pad_id, dtype=np.int64)
+    padded[0, : len(ids)] = ids
+    return padded

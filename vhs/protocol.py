@@ -1,0 +1,29 @@
+"""The request/response contract of the `vhs` Triton model, shared by the orchestrator and the client.
+
+Every tensor name that crosses the server boundary is defined here once, so that the orchestrator
+(`model_repository/vhs/1/model.py`), its config writer (`export/`) and the client (`client/`) can
+never disagree on a spelling.
+"""
+
+ORCHESTRATOR_MODEL = "vhs"
+
+# Inputs of the `vhs` model (max_batch_size 0: one request = one prompt).
+PROMPT = "PROMPT"  # BYTES [1], UTF-8 text, required
+NUM_CANDIDATES = "NUM_CANDIDATES"  # INT32 [1], optional, default from the preset
+SEED = "SEED"  # INT64 [1], optional, default 0
+MODE = "MODE"  # BYTES [1], optional, one of MODES, default "vhs"
+
+# Outputs of the `vhs` model.
+IMAGE = "IMAGE"  # UINT8 [H, W, 3], the selected candidate
+SCORES = "SCORES"  # FP32 [N], P(yes) of every candidate ([0] in mode "none")
+SELECTED = "SELECTED"  # INT32 [1], index of the selected candidate
+TIMINGS = "TIMINGS"  # BYTES [1], JSON object {stage: milliseconds}
+CANDIDATE_IMAGES = "CANDIDATE_IMAGES"  # UINT8 [N, H, W, 3] if requested, else [0, H, W, 3]
+
+# Request parameter (Triton request `parameters`) that asks for CANDIDATE_IMAGES. It forces every
+# candidate to be decoded, so it is a debugging aid, never part of a timed run.
+RETURN_CANDIDATES = "return_candidates"
+
+MODES = ("vhs", "clip", "latent", "none")
+DEFAULT_MODE = "vhs"
+DEFAULT_SEED = 0

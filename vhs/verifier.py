@@ -1,0 +1,134 @@
+"""The verifiers: a visual encoder that turns a candidate into LLM-width tokens, and a yes/no scorer.
+
+Three visual encoders share one interface, `(B, ...) -> visual tokens (B, T, llm width)`:
+- `MLPConnector` on the DiT hidden states after block l* (VHS),
+- `ClipVisualEncoder`: CLIP vision tower on decoded pixels + its own connector (the MLLM-with-CLIP baseline),
+- `LatentVisualEncoder`: a connector on the autoencoder latent z_0 (the "MLLM w/ AE" baseline).
+`YesNoScorer` feeds `[question before <image>] + visual tokens + [question after <image>]` to a
+`Qwen2ForCausalLM` through `inputs_embeds` and returns the logits of the `yes` and `no` tokens at the
+last position; the candidate's score is P(yes) = softmax over those two logits (the paper's score).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+from transformers import CLIPVisionModel, PreTrainedModel
+
+# The question of the published VHS verifier; `<image>` marks where the visual tokens go.
+IMAGE_PLACEHOLDER = "<image>"
+VERIFIER_QUESTION = (
+    "You are an AI assistant specializing in image analysis and ranking. Your task is to analyze and "
+    "compare image based on how well they match the given prompt. <image> The given prompt is: {prompt}. "
+    "Please consider the prompt and the image to make a decision and response directly with 'yes' or 'no'"
+)
+CLIP_IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class MLPConnector(ModelMixin, ConfigMixin):
+    """LLaVA's `mlp2x_gelu` connector with VHS's input normalisation.
+
+    (B, T, in_features) -> (B, T, out_features): `(x - mean) / sqrt(var + 1e-6)` with per-channel
+    statistics of the training data (buffers saved with the weights), then Linear -> GELU -> Linear.
+    """
+
+    @register_to_config
+    def __init__(self, in_features: int, out_features: int, normalize_input: bool = True):
+        super().__init__()
+        self.register_buffer("input_mean", torch.zeros(in_features))
+        self.register_buffer("input_var", torch.ones(in_features))
+        self.linear_1 = nn.Linear(in_features, out_features)
+        self.act = nn.GELU()
+        self.linear_2 = nn.Linear(out_features, out_features)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.config.normalize_input:
+            features = (features - self.input_mean) / torch.sqrt(self.input_var + 1e-6)
+        return self.linear_2(self.act(self.linear_1(features)))
+
+
+class LatentVisualEncoder(nn.Module):
+    """z_0 latent (B, C, h, w) -> visual tokens (B, h*w, llm width): one token per latent pixel."""
+
+    def __init__(self, connector: MLPConnector):
+        super().__init__()
+        self.connector = connector
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.connector(latents.flatten(2).transpose(1, 2))
+
+
+class ClipVisualEncoder(nn.Module):
+    """Decoded images (B, 3, H, W) in [0, 1] -> CLIP penultimate-layer patch features -> connector.
+
+    Resizing to the tower's resolution and CLIP's mean/std normalisation happen inside the module so
+    the exported graph takes the decoder's output directly.
+    """
+
+    def __init__(self, clip_vision: CLIPVisionModel, connector: MLPConnector):
+        super().__init__()
+        self.clip_vision = clip_vision
+        self.connector = connector
+        self.image_size = clip_vision.config.image_size
+        self.register_buffer("pixel_mean", torch.tensor(CLIP_IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(CLIP_IMAGE_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[-2:] != (self.image_size, self.image_size):
+            images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", antialias=False)
+        pixel_values = (images - self.pixel_mean) / self.pixel_std
+        hidden_states = self.clip_vision(pixel_values=pixel_values, output_hidden_states=True).hidden_states
+        # LLaVA's choice: the penultimate layer, without the CLS token.
+        return self.connector(hidden_states[-2][:, 1:])
+
+
+class YesNoScorer(nn.Module):
+    """The LLM half of every verifier.
+
+    Inputs: visual_tokens (B, T, llm width); question_ids (B, Q) int64, the tokens after `<image>`,
+    right-padded to a fixed Q so requests with different prompts batch together; question_length (B,)
+    int64, the number of real tokens in each row. The tokens before `<image>` do not depend on the
+    prompt and are a buffer of the module. Outputs: yes_no_logits (B, 2) and yes_probability (B,),
+    the softmax of the two, which is the candidate's score.
+
+    Right padding is safe without an attention mask: attention is causal and the logits are read at
+    the last real token, which never attends to the padding after it.
+    """
+
+    def __init__(self, llm: PreTrainedModel, question_prefix_ids: list[int], yes_token_id: int, no_token_id: int):
+        super().__init__()
+        self.llm = llm
+        self.register_buffer("question_prefix_ids", torch.tensor(question_prefix_ids, dtype=torch.long),
+                             persistent=False)
+        self.register_buffer("answer_token_ids", torch.tensor([yes_token_id, no_token_id], dtype=torch.long),
+                             persistent=False)
+
+    def forward(self, visual_tokens, question_ids, question_length):
+        batch_size, num_visual_tokens, _ = visual_tokens.shape
+        embed = self.llm.get_input_embeddings()
+        prefix = embed(self.question_prefix_ids).unsqueeze(0).expand(batch_size, -1, -1)
+        inputs_embeds = torch.cat([prefix, visual_tokens.to(prefix.dtype), embed(question_ids)], dim=1)
+        hidden_states = self.llm.model(inputs_embeds=inputs_embeds).last_hidden_state
+        last_position = self.question_prefix_ids.shape[0] + num_visual_tokens + question_length - 1
+        last_hidden = hidden_states[torch.arange(batch_size), last_position]
+        # Only the last position's yes/no logits matter: skip the rest of the vocabulary projection.
+        answer_weights = self.llm.get_output_embeddings().weight[self.answer_token_ids]
+        yes_no_logits = last_hidden @ answer_weights.T
+        return yes_no_logits, torch.softmax(yes_no_logits.float(), dim=-1)[:, 0]
+
+
+class Verifier(nn.Module):
+    """One visual encoder + the shared `YesNoScorer`: (visual input, question) -> P(yes) (B,)."""
+
+    def __init__(self, visual_encoder: nn.Module, scorer: YesNoScorer):
+        super().__init__()
+        self.visual_encoder = visual_encoder
+        self.scorer = scorer
+
+    def forward(self, visual_input, question_ids, question_length):
+        _, yes_probability = self.scorer(self.visual_encoder(visual_input), question_ids, question_length)
+        return yes_probability
