@@ -60,7 +60,9 @@ class DiTPrefix(nn.Module):
         super().__init__()
         check_split_block(transformer, split_block)
         if not transformer.config.guidance_embeds:
-            raise ValueError("the DiT split expects a guidance-distilled SANA-Sprint transformer (guidance_embeds)")
+            raise ValueError(
+                "the DiT split expects a guidance-distilled SANA-Sprint transformer (guidance_embeds)"
+            )
         self.patch_size = transformer.config.patch_size
         self.guidance_embeds_scale = transformer.config.guidance_embeds_scale
         self.sigma_data = sigma_data
@@ -83,15 +85,28 @@ class DiTPrefix(nn.Module):
             scm_t, guidance=guidance * self.guidance_embeds_scale, hidden_dtype=hidden_states.dtype
         )
         encoder_hidden_states = self.caption_projection(prompt_embeds)
-        encoder_hidden_states = self.caption_norm(encoder_hidden_states.view(batch_size, -1, hidden_states.shape[-1]))
+        encoder_hidden_states = self.caption_norm(
+            encoder_hidden_states.view(batch_size, -1, hidden_states.shape[-1])
+        )
 
         grid_height, grid_width = height // self.patch_size, width // self.patch_size
         for block in self.blocks:
             hidden_states = block(
-                hidden_states, None, encoder_hidden_states, encoder_attention_bias, block_modulation,
-                grid_height, grid_width,
+                hidden_states,
+                None,
+                encoder_hidden_states,
+                encoder_attention_bias,
+                block_modulation,
+                grid_height,
+                grid_width,
             )
-        return hidden_states, block_modulation, embedded_timestep, encoder_hidden_states, encoder_attention_bias
+        return (
+            hidden_states,
+            block_modulation,
+            embedded_timestep,
+            encoder_hidden_states,
+            encoder_attention_bias,
+        )
 
 
 class DiTSuffix(nn.Module):
@@ -111,16 +126,27 @@ class DiTSuffix(nn.Module):
         self.proj_out = transformer.proj_out
 
     def forward(
-        self, hidden_states, block_modulation, embedded_timestep, encoder_hidden_states, encoder_attention_bias,
-        noise, timestep,
+        self,
+        hidden_states,
+        block_modulation,
+        embedded_timestep,
+        encoder_hidden_states,
+        encoder_attention_bias,
+        noise,
+        timestep,
     ):
         batch_size, _, height, width = noise.shape
         p = self.patch_size
         grid_height, grid_width = height // p, width // p
         for block in self.blocks:
             hidden_states = block(
-                hidden_states, None, encoder_hidden_states, encoder_attention_bias, block_modulation,
-                grid_height, grid_width,
+                hidden_states,
+                None,
+                encoder_hidden_states,
+                encoder_attention_bias,
+                block_modulation,
+                grid_height,
+                grid_width,
             )
         hidden_states = self.norm_out(hidden_states, embedded_timestep, self.scale_shift_table)
         hidden_states = self.proj_out(hidden_states)

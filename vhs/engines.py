@@ -60,7 +60,7 @@ class Engine:
         outputs = self.module(*(inputs[name] for name in self.input_names))
         if not isinstance(outputs, tuple):
             outputs = (outputs,)
-        return dict(zip(self.output_names, outputs))
+        return dict(zip(self.output_names, outputs, strict=True))
 
 
 def build_engines(preset: Preset) -> dict[str, Engine]:
@@ -70,17 +70,26 @@ def build_engines(preset: Preset) -> dict[str, Engine]:
     tokens = preset.prompt_tokenizer
     scorer = YesNoScorer(preset.llm, tokens.question_prefix_ids, tokens.yes_token_id, tokens.no_token_id)
     engines = {
-        TEXT_ENCODER: Engine(TextEncoder(preset.text_encoder), ("input_ids", "attention_mask"), ("prompt_embeds",)),
-        DIT_PREFIX: Engine(DiTPrefix(preset.transformer, split_block, sigma_data), PREFIX_INPUTS, PREFIX_OUTPUTS),
-        DIT_SUFFIX: Engine(DiTSuffix(preset.transformer, split_block, sigma_data), SUFFIX_INPUTS, SUFFIX_OUTPUTS),
+        TEXT_ENCODER: Engine(
+            TextEncoder(preset.text_encoder), ("input_ids", "attention_mask"), ("prompt_embeds",)
+        ),
+        DIT_PREFIX: Engine(
+            DiTPrefix(preset.transformer, split_block, sigma_data), PREFIX_INPUTS, PREFIX_OUTPUTS
+        ),
+        DIT_SUFFIX: Engine(
+            DiTSuffix(preset.transformer, split_block, sigma_data), SUFFIX_INPUTS, SUFFIX_OUTPUTS
+        ),
         VAE_DECODER: Engine(VAEDecoder(preset.vae), ("denoised_latents",), ("images",)),
         CONNECTOR: Engine(preset.connector, ("hidden_states",), ("visual_tokens",)),
-        CLIP_VISION: Engine(ClipVisualEncoder(preset.clip_vision, preset.clip_connector), ("images",),
-                            ("visual_tokens",)),
-        LATENT_CONNECTOR: Engine(LatentVisualEncoder(preset.latent_connector), ("denoised_latents",),
-                                 ("visual_tokens",)),
-        LLM: Engine(scorer, ("visual_tokens", "question_ids", "question_length"),
-                    ("yes_no_logits", "yes_probability")),
+        CLIP_VISION: Engine(
+            ClipVisualEncoder(preset.clip_vision, preset.clip_connector), ("images",), ("visual_tokens",)
+        ),
+        LATENT_CONNECTOR: Engine(
+            LatentVisualEncoder(preset.latent_connector), ("denoised_latents",), ("visual_tokens",)
+        ),
+        LLM: Engine(
+            scorer, ("visual_tokens", "question_ids", "question_length"), ("yes_no_logits", "yes_probability")
+        ),
     }
     for engine in engines.values():
         engine.module.eval()

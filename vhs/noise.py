@@ -22,7 +22,11 @@ def check_seed(seed: int) -> None:
 def candidate_noise(seed: int, candidate_indices: Sequence[int], latent_shape: Sequence[int]) -> np.ndarray:
     """Standard-normal noise (len(candidate_indices), *latent_shape), float32, one row per candidate."""
     check_seed(seed)
-    return np.stack([
-        np.random.default_rng([int(seed), int(index)]).standard_normal(tuple(latent_shape), dtype=np.float32)
-        for index in candidate_indices
-    ])
+    return np.stack(
+        [
+            np.random.default_rng([int(seed), int(index)]).standard_normal(
+                tuple(latent_shape), dtype=np.float32
+            )
+            for index in candidate_indices
+        ]
+    )

@@ -119,7 +119,9 @@ class VHSPipeline:
             if latents is not None:
                 winner_latents = latents[selected : selected + 1]
             else:
-                winner_inputs = {name: tensor[selected : selected + 1] for name, tensor in suffix_inputs.items()}
+                winner_inputs = {
+                    name: tensor[selected : selected + 1] for name, tensor in suffix_inputs.items()
+                }
                 winner_latents = self._run(E.DIT_SUFFIX, **winner_inputs)["denoised_latents"]
             winner_images = self._run(E.VAE_DECODER, denoised_latents=winner_latents)["images"]
         image = to_uint8_images(winner_images.numpy())[0]
@@ -130,8 +132,9 @@ class VHSPipeline:
             all_latents = self.engines[E.DIT_SUFFIX](**suffix_inputs)["denoised_latents"]
             all_images = self.engines[E.VAE_DECODER](denoised_latents=all_latents)["images"]
             candidate_images = to_uint8_images(all_images.numpy())
-        return GenerationOutput(image, scores.numpy().astype(np.float32), selected, dict(self._timings_ms),
-                                candidate_images)
+        return GenerationOutput(
+            image, scores.numpy().astype(np.float32), selected, dict(self._timings_ms), candidate_images
+        )
 
     def _run(self, engine: str, **inputs) -> dict[str, torch.Tensor]:
         tensors = {k: torch.as_tensor(v) for k, v in inputs.items()}

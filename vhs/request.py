@@ -33,10 +33,14 @@ def parse_request(
     if mode not in MODES:
         raise ValueError(f"MODE must be one of {', '.join(MODES)}, got {mode!r}")
     num_candidates = config.default_candidates if num_candidates is None else num_candidates
-    if isinstance(num_candidates, bool) or not isinstance(num_candidates, int) or not (
-        1 <= num_candidates <= config.max_candidates
+    if (
+        isinstance(num_candidates, bool)
+        or not isinstance(num_candidates, int)
+        or not (1 <= num_candidates <= config.max_candidates)
     ):
-        raise ValueError(f"NUM_CANDIDATES must be an integer in [1, {config.max_candidates}], got {num_candidates!r}")
+        raise ValueError(
+            f"NUM_CANDIDATES must be an integer in [1, {config.max_candidates}], got {num_candidates!r}"
+        )
     seed = DEFAULT_SEED if seed is None else seed
     check_seed(seed)
     if not isinstance(prompt, str) or not prompt.strip():

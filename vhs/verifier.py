@@ -79,7 +79,9 @@ class ClipVisualEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.shape[-2:] != (self.image_size, self.image_size):
-            images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", antialias=False)
+            images = F.interpolate(
+                images, size=(self.image_size, self.image_size), mode="bilinear", antialias=False
+            )
         pixel_values = (images - self.pixel_mean) / self.pixel_std
         hidden_states = self.clip_vision(pixel_values=pixel_values, output_hidden_states=True).hidden_states
         # LLaVA's choice: the penultimate layer, without the CLS token.
@@ -99,13 +101,17 @@ class YesNoScorer(nn.Module):
     the last real token, which never attends to the padding after it.
     """
 
-    def __init__(self, llm: PreTrainedModel, question_prefix_ids: list[int], yes_token_id: int, no_token_id: int):
+    def __init__(
+        self, llm: PreTrainedModel, question_prefix_ids: list[int], yes_token_id: int, no_token_id: int
+    ):
         super().__init__()
         self.llm = llm
-        self.register_buffer("question_prefix_ids", torch.tensor(question_prefix_ids, dtype=torch.long),
-                             persistent=False)
-        self.register_buffer("answer_token_ids", torch.tensor([yes_token_id, no_token_id], dtype=torch.long),
-                             persistent=False)
+        self.register_buffer(
+            "question_prefix_ids", torch.tensor(question_prefix_ids, dtype=torch.long), persistent=False
+        )
+        self.register_buffer(
+            "answer_token_ids", torch.tensor([yes_token_id, no_token_id], dtype=torch.long), persistent=False
+        )
 
     def forward(self, visual_tokens, question_ids, question_length):
         batch_size, num_visual_tokens, _ = visual_tokens.shape

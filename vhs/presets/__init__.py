@@ -138,8 +138,16 @@ def load_preset(name_or_path: str | os.PathLike) -> Preset:
         clip_connector=MLPConnector.from_pretrained(verifier, subfolder="clip_connector"),
         latent_connector=MLPConnector.from_pretrained(verifier, subfolder="latent_connector"),
     )
-    for module in (preset.text_encoder, preset.transformer, preset.vae, preset.llm, preset.connector,
-                   preset.clip_vision, preset.clip_connector, preset.latent_connector):
+    for module in (
+        preset.text_encoder,
+        preset.transformer,
+        preset.vae,
+        preset.llm,
+        preset.connector,
+        preset.clip_vision,
+        preset.clip_connector,
+        preset.latent_connector,
+    ):
         module.eval().requires_grad_(False)
     return preset
 

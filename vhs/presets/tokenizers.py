@@ -31,7 +31,9 @@ def build_gemma_tokenizer(corpus: list[str], vocab_size: int = 512) -> GemmaToke
     learner = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     learner.normalizer = normalizers.Replace(" ", "▁")
     learner.pre_tokenizer = pre_tokenizers.Split(pattern=" ", behavior="merged_with_previous")
-    learner.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    learner.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
+    )
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=_GEMMA_SPECIAL_TOKENS + byte_tokens, show_progress=False
     )

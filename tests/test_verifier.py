@@ -1,0 +1,81 @@
+import numpy as np
+import torch
+
+from vhs.presets import load_preset
+from vhs.verifier import MLPConnector, YesNoScorer
+
+
+def test_connector_normalises_with_its_statistics():
+    connector = MLPConnector(3, 5)
+    connector.input_mean.copy_(torch.tensor([1.0, 2.0, 3.0]))
+    connector.input_var.copy_(torch.tensor([4.0, 9.0, 16.0]))
+    features = torch.randn(2, 7, 3)
+    normalised = (features - connector.input_mean) / torch.sqrt(connector.input_var + 1e-6)
+    expected = connector.linear_2(torch.nn.functional.gelu(connector.linear_1(normalised)))
+    torch.testing.assert_close(connector(features), expected)
+
+
+def test_connector_statistics_survive_save_and_load(tmp_path):
+    connector = MLPConnector(3, 5)
+    connector.input_var.fill_(7.0)
+    connector.save_pretrained(tmp_path)
+    assert (tmp_path / "diffusion_pytorch_model.safetensors").is_file()
+    reloaded = MLPConnector.from_pretrained(tmp_path)
+    torch.testing.assert_close(reloaded.input_var, torch.full((3,), 7.0))
+
+
+def test_scorer_reads_the_yes_no_logits_of_the_full_llm_at_the_last_real_token(tiny_preset):
+    """Right padding of the question must not change the answer: compare with an unpadded full forward."""
+    tokens = tiny_preset.prompt_tokenizer
+    scorer = YesNoScorer(tiny_preset.llm, tokens.question_prefix_ids, tokens.yes_token_id, tokens.no_token_id)
+    prompts = ["a photo of a red circle", "a photo of three yellow diamonds left of a cat"]
+    visual_tokens = torch.randn(2, 5, tiny_preset.llm.config.hidden_size)
+    encoded = [tokens(p) for p in prompts]
+    question_ids = torch.from_numpy(np.concatenate([e.question_ids for e in encoded]))
+    question_length = torch.from_numpy(np.concatenate([e.question_length for e in encoded]))
+    assert question_length[0] != question_length[1]
+    with torch.no_grad():
+        logits, p_yes = scorer(visual_tokens, question_ids, question_length)
+        for row, enc in enumerate(encoded):
+            embed = tiny_preset.llm.get_input_embeddings()
+            real = torch.from_numpy(enc.question_ids[0, : enc.question_length[0]])
+            inputs_embeds = torch.cat(
+                [embed(torch.tensor(tokens.question_prefix_ids)), visual_tokens[row], embed(real)]
+            )[None]
+            full = tiny_preset.llm(inputs_embeds=inputs_embeds).logits[0, -1]
+            expected = full[[tokens.yes_token_id, tokens.no_token_id]]
+            torch.testing.assert_close(logits[row], expected, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(p_yes[row], torch.softmax(expected, -1)[0])
+
+
+def test_question_prefix_is_the_same_for_every_prompt(tiny_preset):
+    tokens = tiny_preset.prompt_tokenizer
+    chat = tokens.llm_tokenizer.apply_chat_template(
+        [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True
+    )
+    assert chat.startswith("<|im_start|>user\n")
+    a, b = tokens("a photo of a dog"), tokens("a photo of two cats")
+    assert not np.array_equal(a.question_ids, b.question_ids)
+    decoded = tokens.llm_tokenizer.decode(tokens.question_prefix_ids)
+    assert decoded.endswith("compare image based on how well they match the given prompt. ")
+
+
+def test_tiny_random_preset_reloads_identically(tmp_path, tiny_preset):
+    tiny_preset.save_pretrained(tmp_path)
+    reloaded = load_preset(tmp_path)
+    for name in (
+        "text_encoder",
+        "transformer",
+        "vae",
+        "llm",
+        "connector",
+        "clip_vision",
+        "clip_connector",
+        "latent_connector",
+    ):
+        original, copy = getattr(tiny_preset, name).state_dict(), getattr(reloaded, name).state_dict()
+        assert original.keys() == copy.keys()
+        for key in original:
+            torch.testing.assert_close(copy[key], original[key], rtol=0, atol=0)
+    assert reloaded.config == tiny_preset.config
+    assert reloaded.tokenizer("a red circle").input_ids == tiny_preset.tokenizer("a red circle").input_ids
