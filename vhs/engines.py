@@ -12,17 +12,19 @@ import torch
 from torch import nn
 
 from .dit_split import PREFIX_INPUTS, PREFIX_OUTPUTS, SUFFIX_INPUTS, SUFFIX_OUTPUTS, DiTPrefix, DiTSuffix
+from .engine_names import (  # noqa: F401  (re-exported: engines are addressed by these names)
+    ALL,
+    CLIP_VISION,
+    CONNECTOR,
+    DIT_PREFIX,
+    DIT_SUFFIX,
+    LATENT_CONNECTOR,
+    LLM,
+    TEXT_ENCODER,
+    VAE_DECODER,
+)
 from .presets import Preset
 from .verifier import ClipVisualEncoder, LatentVisualEncoder, YesNoScorer
-
-TEXT_ENCODER = "text_encoder"
-DIT_PREFIX = "dit_prefix"
-DIT_SUFFIX = "dit_suffix"
-VAE_DECODER = "vae_decoder"
-CONNECTOR = "connector"
-CLIP_VISION = "clip_vision"
-LATENT_CONNECTOR = "latent_connector"
-LLM = "llm"
 
 
 class TextEncoder(nn.Module):

@@ -7,13 +7,21 @@ reject the same prompts with the same messages.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from transformers import PreTrainedTokenizerBase
 
-from .verifier import IMAGE_PLACEHOLDER, VERIFIER_QUESTION
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 MAX_PROMPT_CHARS = 2000
+# The question of the published VHS verifier; `<image>` marks where the visual tokens go.
+IMAGE_PLACEHOLDER = "<image>"
+VERIFIER_QUESTION = (
+    "You are an AI assistant specializing in image analysis and ranking. Your task is to analyze and "
+    "compare image based on how well they match the given prompt. <image> The given prompt is: {prompt}. "
+    "Please consider the prompt and the image to make a decision and response directly with 'yes' or 'no'"
+)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .noise import check_seed
-from .presets import PresetConfig
+from .preset_config import PresetConfig
 from .protocol import DEFAULT_MODE, DEFAULT_SEED, MODES
 
 

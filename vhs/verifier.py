@@ -18,13 +18,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 from transformers import CLIPVisionModel, PreTrainedModel
 
-# The question of the published VHS verifier; `<image>` marks where the visual tokens go.
-IMAGE_PLACEHOLDER = "<image>"
-VERIFIER_QUESTION = (
-    "You are an AI assistant specializing in image analysis and ranking. Your task is to analyze and "
-    "compare image based on how well they match the given prompt. <image> The given prompt is: {prompt}. "
-    "Please consider the prompt and the image to make a decision and response directly with 'yes' or 'no'"
-)
+from .prompting import IMAGE_PLACEHOLDER, VERIFIER_QUESTION  # noqa: F401  (part of the verifier's API)
+
 CLIP_IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
 
