@@ -23,3 +23,8 @@ lint: setup
 
 clean:
 	rm -rf $(BUILD)
+
+# Serve the exported model repository on 127.0.0.1 (gRPC 8001, HTTP 8000, metrics 8002) until Ctrl-C.
+serve: setup
+	@test -d $(REPO) || { echo "no model repository at $(REPO): run 'make export PRESET=$(PRESET)' first"; exit 1; }
+	$(VENV)/bin/vhs-serve --model-repository $(REPO) --build-dir $(BUILD)/triton

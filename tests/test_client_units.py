@@ -1,0 +1,77 @@
+"""Client pieces that need no server: request encoding, the printed table, the contact sheet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tritonclient.grpc
+import tritonclient.http
+
+from client.cli import format_result
+from client.contact_sheet import (
+    BACKGROUND,
+    CAPTION_PIXELS,
+    FRAME_PIXELS,
+    GAP_PIXELS,
+    SELECTED_COLOR,
+    contact_sheet,
+)
+from client.vhs_client import GenerationResult, ImageRequest, build_inputs, request_parameters
+from vhs import protocol as P
+
+
+@pytest.mark.parametrize("triton", [tritonclient.grpc, tritonclient.http])
+def test_optional_inputs_are_sent_only_when_given(triton):
+    assert [tensor.name() for tensor in build_inputs(triton, ImageRequest("a red circle"))] == [P.PROMPT]
+    full = build_inputs(triton, ImageRequest("a red circle", num_candidates=4, seed=3, mode="clip"))
+    assert {tensor.name(): tensor.datatype() for tensor in full} == {
+        P.PROMPT: "BYTES",
+        P.NUM_CANDIDATES: "INT32",
+        P.SEED: "INT64",
+        P.MODE: "BYTES",
+    }
+
+
+def test_return_candidates_parameter_is_sent_only_when_asked_for():
+    assert request_parameters(ImageRequest("x")) is None
+    assert request_parameters(ImageRequest("x", return_candidates=True)) == {P.RETURN_CANDIDATES: True}
+
+
+def test_result_table_marks_the_selected_candidate_and_sums_stages():
+    result = GenerationResult(
+        image=np.zeros((8, 8, 3), np.uint8),
+        scores=np.array([0.25, 0.75], np.float32),
+        selected=1,
+        timings_ms={"dit_prefix": 1.0, "llm": 2.0},
+        candidate_images=None,
+        round_trip_ms=4.0,
+    )
+    lines = format_result(result).splitlines()
+    assert lines[1].split() == ["0", "0.2500"]
+    assert lines[2].split() == ["1", "0.7500", "<-", "selected"]
+    assert "sum of stages" in lines[-2] and lines[-2].split()[-1] == "3.00"
+
+
+def test_contact_sheet_frames_the_selected_candidate():
+    candidates = np.full((4, 32, 32, 3), 200, dtype=np.uint8)
+    sheet = contact_sheet(candidates, np.array([0.1, 0.2, 0.9, 0.3]), selected=2)
+    pixels = np.asarray(sheet)
+    tile = 32 * 4  # enlarged to at least 128 pixels so the caption fits
+    cell_width = tile + 2 * FRAME_PIXELS + GAP_PIXELS
+    cell_height = tile + 2 * FRAME_PIXELS + CAPTION_PIXELS + GAP_PIXELS
+    assert pixels.shape == (2 * cell_height + GAP_PIXELS, 2 * cell_width + GAP_PIXELS, 3)
+    first_corner = (GAP_PIXELS, GAP_PIXELS)  # candidate 0: row 0, column 0
+    selected_corner = (GAP_PIXELS + cell_height, GAP_PIXELS)  # candidate 2: row 1, column 0
+    assert tuple(pixels[first_corner]) == BACKGROUND
+    assert tuple(pixels[selected_corner]) == SELECTED_COLOR
+    inside = (selected_corner[0] + FRAME_PIXELS, selected_corner[1] + FRAME_PIXELS)
+    assert tuple(pixels[inside]) == (200, 200, 200)
+
+
+def test_contact_sheet_names_the_bad_field():
+    with pytest.raises(ValueError, match="scores"):
+        contact_sheet(np.zeros((2, 8, 8, 3), np.uint8), np.array([0.5]), selected=0)
+    with pytest.raises(ValueError, match="selected"):
+        contact_sheet(np.zeros((2, 8, 8, 3), np.uint8), np.array([0.5, 0.5]), selected=2)
+    with pytest.raises(ValueError, match="N = 0"):
+        contact_sheet(np.zeros((0, 8, 8, 3), np.uint8), np.array([]), selected=0)
