@@ -28,3 +28,10 @@ clean:
 serve: setup
 	@test -d $(REPO) || { echo "no model repository at $(REPO): run 'make export PRESET=$(PRESET)' first"; exit 1; }
 	$(VENV)/bin/vhs-serve --model-repository $(REPO) --build-dir $(BUILD)/triton
+
+# Score a GenEval-layout folder (<DIR>/00000/metadata.jsonl, samples/0000.png, ...) with the exact
+# shapes evaluator; prints the six task scores and the overall score. A folder of correct rendered
+# scenes for the evaluation prompts: $(PYTHON) -m vhs.shapes.cli render-reference <folder>
+eval-shapes: setup
+	@test -n "$(DIR)" || { echo "usage: make eval-shapes DIR=<GenEval-layout folder>" >&2; exit 2; }
+	$(PYTHON) -m vhs.shapes.cli score "$(DIR)"
