@@ -2,11 +2,11 @@
 
 import pytest
 
-from vhs.presets import load_preset
-
 
 @pytest.fixture(scope="session")
 def tiny_preset():
+    from vhs.presets import load_preset  # imported here: torch-free test modules stay fast
+
     return load_preset("tiny-random")
 
 
