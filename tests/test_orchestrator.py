@@ -20,6 +20,8 @@ from vhs.serving.orchestrator import (
 
 PROMPT = "a photo of a red circle"
 PROMPT_BYTES = PROMPT.encode()
+ONE_VALUE_PER_ROW = {"timestep", "guidance", "question_length", "yes_probability"}
+INTEGER_INPUTS = {"input_ids", "attention_mask", "prompt_attention_mask", "question_ids", "question_length"}
 
 
 class FakeTensor:
@@ -65,12 +67,23 @@ class FakeRequest:
         return self._parameters
 
 
+def reshape_for_graph(tensor):
+    array = tensor.as_numpy()
+    return array.reshape(-1) if tensor.name() in ONE_VALUE_PER_ROW else array
+
+
+def reshape_for_triton(name, array):
+    return array.reshape(-1, 1) if name in ONE_VALUE_PER_ROW else array
+
+
 def make_pb_utils(engines, calls):
     def exec_engine(request):
         calls.append((request.model_name, request.inputs[0].as_numpy().shape[0]))
+        for tensor in request.inputs:  # what Triton's config (dims [1] + reshape []) expects on the wire
+            assert tensor.as_numpy().ndim >= 2, f"{tensor.name()} must cross Triton with a non-batch axis"
         if request.model_name == "broken":
             return FakeResponse(error=FakeError("graph exploded"))
-        inputs = {t.name(): torch.from_numpy(t.as_numpy()) for t in request.inputs}
+        inputs = {t.name(): torch.from_numpy(reshape_for_graph(t)) for t in request.inputs}
         with torch.no_grad():
             outputs = engines[request.model_name](**inputs)
         return FakeResponse(
@@ -97,17 +110,16 @@ def make_pb_utils(engines, calls):
     )
 
 
+def describe(name):
+    shape = [-1] if name in ONE_VALUE_PER_ROW else [-1, -1]
+    return {"name": name, "dtype": "int64" if name in INTEGER_INPUTS else "float32", "shape": shape}
+
+
 def engine_manifest(engines):
-    dtypes = {
-        "input_ids": "int64",
-        "attention_mask": "int64",
-        "question_ids": "int64",
-        "question_length": "int64",
-    }
     return {
         name: {
-            "inputs": [{"name": i, "dtype": dtypes.get(i, "float32")} for i in engine.input_names],
-            "outputs": [{"name": o, "dtype": "float32"} for o in engine.output_names],
+            "inputs": [describe(i) for i in engine.input_names],
+            "outputs": [describe(o) for o in engine.output_names],
         }
         for name, engine in engines.items()
     }
@@ -218,13 +230,7 @@ def test_bad_values_become_invalid_arg_naming_the_field(served, tensors, field):
 
 def test_engine_failure_is_internal_and_names_the_engine(served):
     runner = BLSEngineRunner(
-        served.pb_utils,
-        {
-            "broken": {
-                "inputs": [{"name": "x", "dtype": "float32"}],
-                "outputs": [{"name": "y", "dtype": "float32"}],
-            }
-        },
+        served.pb_utils, {"broken": {"inputs": [describe("x")], "outputs": [describe("y")]}}
     )
     with pytest.raises(EngineError, match="'broken' failed: graph exploded") as caught:
         runner("broken", x=np.zeros((1, 2)))

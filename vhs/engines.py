@@ -23,6 +23,7 @@ from .engine_names import (  # noqa: F401  (re-exported: engines are addressed b
     TEXT_ENCODER,
     VAE_DECODER,
 )
+from .export_friendly import use_export_friendly_attention
 from .presets import Preset
 from .verifier import ClipVisualEncoder, LatentVisualEncoder, YesNoScorer
 
@@ -68,6 +69,7 @@ class Engine:
 def build_engines(preset: Preset) -> dict[str, Engine]:
     """Every engine of a preset, keyed by its Triton model name; modules in eval mode."""
     sigma_data = preset.scheduler.config.sigma_data
+    use_export_friendly_attention(preset.transformer)
     split_block = preset.config.split_block
     tokens = preset.prompt_tokenizer
     scorer = YesNoScorer(preset.llm, tokens.question_prefix_ids, tokens.yes_token_id, tokens.no_token_id)

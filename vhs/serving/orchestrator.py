@@ -97,6 +97,8 @@ class BLSEngineRunner:
 
     Inputs are cast to the dtypes the manifest records for the graph. Outputs stay where the engine
     left them: numpy views on the host, or torch tensors through DLPack when they live on a GPU.
+    Tensors with one value per row, shape (batch,) in the graph, cross Triton as (batch, 1): Triton
+    needs a non-empty `dims` and the configs map it back with `reshape { shape: [] }`.
     """
 
     def __init__(self, pb_utils: Any, engines: dict):
@@ -105,15 +107,21 @@ class BLSEngineRunner:
 
     def __call__(self, engine: str, **inputs) -> dict[str, Any]:
         spec = self.engines[engine]
-        tensors = [self._to_triton(i["name"], inputs[i["name"]], i["dtype"]) for i in spec["inputs"]]
+        tensors = [
+            self._to_triton(i["name"], _triton_rows(inputs[i["name"]], i["shape"]), i["dtype"])
+            for i in spec["inputs"]
+        ]
         output_names = [item["name"] for item in spec["outputs"]]
         response = self.pb_utils.InferenceRequest(
             model_name=engine, requested_output_names=output_names, inputs=tensors
         ).exec()
         if response.has_error():
             raise EngineError(f"engine model '{engine}' failed: {response.error().message()}")
-        outputs = {name: self.pb_utils.get_output_tensor_by_name(response, name) for name in output_names}
-        return {name: self._from_triton(tensor) for name, tensor in outputs.items()}
+        outputs = {}
+        for output in spec["outputs"]:
+            tensor = self.pb_utils.get_output_tensor_by_name(response, output["name"])
+            outputs[output["name"]] = _graph_rows(self._from_triton(tensor), output["shape"])
+        return outputs
 
     def _to_triton(self, name: str, value: Any, dtype: str) -> Any:
         if isinstance(value, np.ndarray):
@@ -129,6 +137,14 @@ class BLSEngineRunner:
         from torch.utils.dlpack import from_dlpack
 
         return from_dlpack(tensor.to_dlpack())
+
+
+def _triton_rows(array: Any, graph_shape: list[int]) -> Any:
+    return array.reshape(-1, 1) if len(graph_shape) == 1 else array
+
+
+def _graph_rows(array: Any, graph_shape: list[int]) -> Any:
+    return array.reshape(-1) if len(graph_shape) == 1 else array
 
 
 def _scalar(request: Any, pb_utils: Any, name: str) -> Any:

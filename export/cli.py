@@ -1,0 +1,196 @@
+"""`vhs-export`: a preset -> ONNX graphs (+ TensorRT plans) -> a ready-to-serve Triton model repository.
+
+    vhs-export --preset tiny-random --output build/tiny-random
+    vhs-export --preset shapes --output build/shapes --backend tensorrt_plan --precision fp16   # GPU host
+
+Output folder: `manifest.json`, `onnx/<engine>.onnx`, `model_repository/`, `export_report.md`.
+Everything is built in a temporary sibling folder and renamed into place at the end, so a failed
+export leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import onnxruntime
+from tqdm import tqdm
+
+from vhs import engine_names as E
+from vhs.engines import build_engines
+from vhs.presets import load_preset
+from vhs.serving.orchestrator import LLM_TOKENIZER_DIR, TEXT_TOKENIZER_DIR
+
+from .graphs import EXAMPLE_BATCH, example_inputs, export_onnx, graph_io
+from .manifest import FORMAT_VERSION, file_sha256
+from .parity import ATOL, RTOL, check_parity, inspect_model
+from .repository import BACKENDS, write_repository
+from .tensorrt import PRECISIONS, build_plan, optimization_profile, require_tensorrt
+
+PARITY_BATCHES = (1, 4)
+
+onnxruntime.set_default_logger_severity(3)  # graph-optimiser notes are not the user's concern
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vhs-export", description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", required=True, help="tiny-random, shapes, or a preset folder")
+    parser.add_argument("--output", type=Path, required=True, help="folder to create (replaced if it exists)")
+    parser.add_argument("--split-block", type=int, default=None, help="l*: DiT block the verifier reads")
+    parser.add_argument("--opset", type=int, default=18)
+    parser.add_argument("--backend", choices=BACKENDS, default="python", help="how Triton runs the engines")
+    parser.add_argument("--trt", action="store_true", help="shorthand for --backend tensorrt_plan")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="TensorRT build precision")
+    parser.add_argument(
+        "--max-batch-size", type=int, default=None, help="default: the preset's max candidates"
+    )
+    parser.add_argument("--instances", type=int, default=1, help="instances of each engine model")
+    parser.add_argument("--orchestrator-instances", type=int, default=2, help="instances of the vhs model")
+    parser.add_argument("--max-queue-delay-us", type=int, default=500, help="dynamic batcher queue delay")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.trt:
+        args.backend = "tensorrt_plan"
+    staging = None
+    try:
+        if args.backend == "tensorrt_plan":
+            require_tensorrt()
+        output = args.output.resolve()
+        output.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}-"))
+        summary = export(args, staging)
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+        staging = None
+    except Exception as error:  # one clear line, no traceback, nothing half-written
+        print(f"vhs-export: error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    print(summary)
+    print(f"model repository: {output / 'model_repository'}")
+    return 0
+
+
+def export(args: argparse.Namespace, folder: Path) -> str:
+    """Export into `folder`; returns the one-screen summary."""
+    progress = tqdm(total=len(E.ALL) + 3, desc="export", unit="step")
+    progress.set_postfix_str("loading preset")
+    preset = load_preset(args.preset)
+    if args.split_block is not None:
+        preset.config = dataclasses.replace(preset.config, split_block=args.split_block)
+    max_batch_size = args.max_batch_size or preset.config.max_candidates
+    if max_batch_size < preset.config.max_candidates:
+        raise ValueError(
+            f"--max-batch-size must be at least max_candidates ({preset.config.max_candidates}), "
+            f"got {max_batch_size}"
+        )
+    engines = build_engines(preset)  # raises ValueError if l* is out of range
+    inputs = example_inputs(preset, engines, EXAMPLE_BATCH)
+    progress.update()
+
+    onnx_dir = folder / "onnx"
+    onnx_dir.mkdir()
+    manifest_engines, graph_files, rows, inspections = {}, {}, [], []
+    for name in E.ALL:
+        progress.set_postfix_str(name)
+        start = time.perf_counter()
+        path = onnx_dir / f"{name}.onnx"
+        export_onnx(name, engines[name], inputs[name], path, args.opset)
+        export_s = time.perf_counter() - start
+        parity = [check_parity(engines[name], inputs[name], path, batch) for batch in PARITY_BATCHES]
+        failed = [p for p in parity if not p.passed]
+        if failed:
+            raise RuntimeError(
+                f"{name}: ONNX Runtime differs from PyTorch (max error {failed[0].max_abs_error:.3g} "
+                f"at batch {failed[0].batch}) or produced NaN/Inf"
+            )
+        graph_inputs, graph_outputs = graph_io(path)
+        graph_files[name] = path
+        if args.backend == "tensorrt_plan":
+            graph_files[name] = folder / "plans" / f"{name}.plan"
+            graph_files[name].parent.mkdir(exist_ok=True)
+            profile = optimization_profile(graph_inputs, max_batch_size, _token_bounds(name, preset))
+            build_plan(path, graph_files[name], profile, args.precision)
+        manifest_engines[name] = {
+            "inputs": graph_inputs,
+            "outputs": graph_outputs,
+            "file": "model.plan" if args.backend == "tensorrt_plan" else "model.onnx",
+            "sha256": file_sha256(graph_files[name]),
+        }
+        rows.append((name, path.stat().st_size / 1e6, *(p.max_abs_error for p in parity), export_s))
+        inspections.append(f"### {name}\n```\n{inspect_model(path)}\n```")
+        progress.update()
+
+    progress.set_postfix_str("model repository")
+    images = inputs[E.CLIP_VISION]["images"]
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "preset": dataclasses.asdict(preset.config),
+        "latent_shape": list(preset.latent_shape),
+        "image_shape": [images.shape[2], images.shape[3], images.shape[1]],
+        "backend": args.backend,
+        "precision": args.precision if args.backend == "tensorrt_plan" else "fp32",
+        "max_batch_size": max_batch_size,
+        "engines": manifest_engines,
+    }
+    manifest_path = folder / "manifest.json"
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    write_repository(
+        folder / "model_repository",
+        manifest,
+        graph_files,
+        {TEXT_TOKENIZER_DIR: preset.tokenizer, LLM_TOKENIZER_DIR: preset.llm_tokenizer},
+        args.instances,
+        args.orchestrator_instances,
+        args.max_queue_delay_us,
+        manifest_path,
+    )
+    progress.update()
+    summary = _summary(args, preset.config, rows)
+    (folder / "export_report.md").write_text(
+        f"# Export report\n\n```\n{summary}\n```\n\n" + "\n\n".join(inspections)
+    )
+    progress.update()
+    progress.close()
+    return summary
+
+
+def _token_bounds(name: str, preset) -> dict:
+    """TensorRT bounds of the llm's visual-token axis: every verifier's token count must fit (opt: VHS)."""
+    if name != E.LLM:
+        return {}
+    _, height, width = preset.latent_shape
+    patch = preset.transformer.config.patch_size
+    clip = preset.clip_vision.config
+    vhs_tokens = (height // patch) * (width // patch)
+    counts = [vhs_tokens, height * width, (clip.image_size // clip.patch_size) ** 2]
+    return {"visual_tokens": {1: (min(counts), vhs_tokens, max(counts))}}
+
+
+def _summary(args: argparse.Namespace, config, rows: list[tuple]) -> str:
+    lines = [
+        f"preset {config.name}, l* = {config.split_block}, backend {args.backend}, opset {args.opset}",
+        f"{'graph':<18}{'MB':>8}{'err b=1':>11}{'err b=4':>11}{'export s':>10}",
+    ]
+    lines += [f"{n:<18}{mb:>8.2f}{e1:>11.2e}{e4:>11.2e}{s:>10.1f}" for n, mb, e1, e4, s in rows]
+    lines.append(
+        f"parity: ONNX Runtime vs PyTorch eager (polygraphy), atol {ATOL:g}, rtol {RTOL:g}, no NaN/Inf"
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The manifest of an exported model repository: what was exported, from what, with which tensors.
+
+Written by the exporter, read by the `vhs` orchestrator at load (which refuses a repository whose
+graph files do not hash to what the manifest records). Import-light: no torch, for the Triton stub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = (
+    "format_version",
+    "preset",
+    "latent_shape",
+    "image_shape",
+    "backend",
+    "max_batch_size",
+    "engines",
+)
+ENGINE_KEYS = ("inputs", "outputs", "file", "sha256")
+
+
+class ManifestError(ValueError):
+    """The manifest is missing, malformed, or does not match the files beside it."""
+
+
+def load_manifest(path: str | Path) -> dict:
+    """Read and check a manifest; raises ManifestError naming what is wrong."""
+    path = Path(path)
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ManifestError(f"cannot read manifest {path}: {error}") from None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ManifestError(
+            f"manifest {path} has format_version {manifest.get('format_version')!r}; this code reads "
+            f"{FORMAT_VERSION}: re-export the model repository"
+        )
+    missing = [key for key in REQUIRED_KEYS if key not in manifest]
+    missing += [
+        f"engines.{name}.{key}"
+        for name, e in manifest["engines"].items()
+        for key in ENGINE_KEYS
+        if key not in e
+    ]
+    if missing:
+        raise ManifestError(f"manifest {path} lacks {', '.join(missing)}")
+    return manifest
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_engine_files(manifest: dict, repository: str | Path) -> None:
+    """Check every engine's graph/plan in `repository/<engine>/1/` against the manifest's sha256.
+
+    Raises ManifestError naming the engine, the file and both hashes: a graph re-exported without
+    its orchestrator (or the reverse) would otherwise serve silently wrong tensor layouts.
+    """
+    for name, engine in manifest["engines"].items():
+        path = Path(repository) / name / "1" / engine["file"]
+        if not path.is_file():
+            raise ManifestError(f"engine '{name}': {path} is missing")
+        actual = file_sha256(path)
+        if actual != engine["sha256"]:
+            raise ManifestError(
+                f"engine '{name}': {path} has sha256 {actual[:16]}..., the manifest expects "
+                f"{engine['sha256'][:16]}...: the repository mixes two exports"
+            )

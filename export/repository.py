@@ -1,0 +1,142 @@
+"""Write the Triton model repository: one folder per model, `config.pbtxt` + `1/`.
+
+Every config is built as Triton's own `ModelConfig` protobuf from the manifest and printed in
+protobuf text format, so names, dtypes and shapes come from the exported graphs and cannot drift.
+
+Engine backends:
+    python          ONNX Runtime inside a Python-backend model (the PyPI-bundled Triton has only the
+                    Python backend; the CPU default)
+    onnxruntime     Triton's ONNX Runtime backend (NGC container)
+    tensorrt_plan   a TensorRT plan per engine (GPU)
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from vhs import protocol as P
+from vhs.serving.orchestrator import LLM_TOKENIZER_DIR, MANIFEST_FILE, TEXT_TOKENIZER_DIR
+
+BACKENDS = ("python", "onnxruntime", "tensorrt_plan")
+MODEL_REPOSITORY_SOURCE = Path(__file__).resolve().parent.parent / "model_repository"
+ENGINE_MODEL_PY = MODEL_REPOSITORY_SOURCE / "engine" / "1" / "model.py"
+ORCHESTRATOR_MODEL_PY = MODEL_REPOSITORY_SOURCE / "vhs" / "1" / "model.py"
+
+TRITON_DTYPES = {
+    "float32": "TYPE_FP32",
+    "float16": "TYPE_FP16",
+    "bfloat16": "TYPE_BF16",
+    "int64": "TYPE_INT64",
+    "int32": "TYPE_INT32",
+    "uint8": "TYPE_UINT8",
+    "bool": "TYPE_BOOL",
+    "object": "TYPE_STRING",
+}
+
+
+def _tensor(message_type, name: str, dtype: str, dims: list[int], optional: bool = False):
+    tensor = message_type(name=name, data_type=mc.DataType.Value(TRITON_DTYPES[dtype]), dims=dims or [1])
+    if not dims:  # one value per batch row: Triton needs dims [1], the graph sees shape (batch,)
+        tensor.reshape.shape[:] = []
+    if optional:
+        tensor.optional = True
+    return tensor
+
+
+def engine_config(
+    name: str, engine: dict, backend: str, max_batch_size: int, instances: int, max_queue_delay_us: int
+) -> mc.ModelConfig:
+    """The config of one engine model; shapes in the manifest include the batch axis, Triton's do not."""
+    config = mc.ModelConfig(name=name, max_batch_size=max_batch_size)
+    if backend == "tensorrt_plan":
+        config.platform = "tensorrt_plan"
+        config.default_model_filename = engine["file"]
+    else:
+        config.backend = backend
+        if backend == "onnxruntime":
+            config.default_model_filename = engine["file"]
+        else:
+            config.parameters["onnx_file"].string_value = engine["file"]
+            # One ORT thread per instance: Triton's instances and dynamic batcher provide the parallelism.
+            config.parameters["intra_op_num_threads"].string_value = "1"
+    config.input.extend(
+        _tensor(mc.ModelInput, t["name"], t["dtype"], t["shape"][1:]) for t in engine["inputs"]
+    )
+    config.output.extend(
+        _tensor(mc.ModelOutput, t["name"], t["dtype"], t["shape"][1:]) for t in engine["outputs"]
+    )
+    config.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
+    kind = mc.ModelInstanceGroup.KIND_GPU if backend == "tensorrt_plan" else mc.ModelInstanceGroup.KIND_CPU
+    config.instance_group.append(mc.ModelInstanceGroup(count=instances, kind=kind))
+    return config
+
+
+def orchestrator_config(image_shape: list[int], instances: int) -> mc.ModelConfig:
+    """The `vhs` BLS model: the contract of vhs/protocol.py, one prompt per request (no batching)."""
+    height, width, channels = image_shape
+    config = mc.ModelConfig(name=P.ORCHESTRATOR_MODEL, backend="python", max_batch_size=0)
+    config.input.extend(
+        [
+            _tensor(mc.ModelInput, P.PROMPT, "object", [1]),
+            _tensor(mc.ModelInput, P.NUM_CANDIDATES, "int32", [1], optional=True),
+            _tensor(mc.ModelInput, P.SEED, "int64", [1], optional=True),
+            _tensor(mc.ModelInput, P.MODE, "object", [1], optional=True),
+        ]
+    )
+    config.output.extend(
+        [
+            _tensor(mc.ModelOutput, P.IMAGE, "uint8", [height, width, channels]),
+            _tensor(mc.ModelOutput, P.SCORES, "float32", [-1]),
+            _tensor(mc.ModelOutput, P.SELECTED, "int32", [1]),
+            _tensor(mc.ModelOutput, P.TIMINGS, "object", [1]),
+            _tensor(mc.ModelOutput, P.CANDIDATE_IMAGES, "uint8", [-1, height, width, channels]),
+        ]
+    )
+    # Several instances let concurrent requests reach the engines together, where the dynamic
+    # batcher merges their candidates.
+    config.instance_group.append(mc.ModelInstanceGroup(count=instances, kind=mc.ModelInstanceGroup.KIND_CPU))
+    return config
+
+
+def write_config(config: mc.ModelConfig, model_folder: Path) -> None:
+    model_folder.mkdir(parents=True, exist_ok=True)
+    (model_folder / "config.pbtxt").write_text(text_format.MessageToString(config))
+
+
+def write_repository(
+    repository: Path,
+    manifest: dict,
+    graph_files: dict[str, Path],
+    tokenizers: dict[str, object],
+    engine_instances: int,
+    orchestrator_instances: int,
+    max_queue_delay_us: int,
+    manifest_path: Path,
+) -> None:
+    """Write every model folder. `graph_files[name]` is the graph or plan to place in `<name>/1/`;
+    `tokenizers` maps the orchestrator's tokenizer folder names to objects with `save_pretrained`."""
+    backend = manifest["backend"]
+    for name, engine in manifest["engines"].items():
+        folder = repository / name
+        write_config(
+            engine_config(
+                name, engine, backend, manifest["max_batch_size"], engine_instances, max_queue_delay_us
+            ),
+            folder,
+        )
+        (folder / "1").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(graph_files[name], folder / "1" / engine["file"])
+        if backend == "python":
+            shutil.copy2(ENGINE_MODEL_PY, folder / "1" / "model.py")
+
+    orchestrator = repository / P.ORCHESTRATOR_MODEL
+    write_config(orchestrator_config(manifest["image_shape"], orchestrator_instances), orchestrator)
+    (orchestrator / "1").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ORCHESTRATOR_MODEL_PY, orchestrator / "1" / "model.py")
+    shutil.copy2(manifest_path, orchestrator / "1" / MANIFEST_FILE)
+    for folder_name in (TEXT_TOKENIZER_DIR, LLM_TOKENIZER_DIR):
+        tokenizers[folder_name].save_pretrained(orchestrator / "1" / folder_name)

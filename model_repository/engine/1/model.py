@@ -1,0 +1,36 @@
+"""An engine model on the Python backend: one ONNX graph (`1/model.onnx`) run by ONNX Runtime.
+
+Used where Triton has no ONNX Runtime backend (the PyPI-bundled server); on the NGC container the
+same graph can be served with `backend: "onnxruntime"` instead, without touching the orchestrator.
+"""
+
+import json
+from pathlib import Path
+
+import triton_python_backend_utils as pb_utils
+
+from vhs.serving.onnx_engine import OnnxEngine
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        model_path = Path(args["model_repository"]) / args["model_version"] / parameters["onnx_file"]
+        self.output_names = [output["name"] for output in config["output"]]
+        self.engine = OnnxEngine(str(model_path), self.output_names, int(parameters["intra_op_num_threads"]))
+
+    def execute(self, requests):
+        inputs = [{name: _input(request, name) for name in self.engine.input_names} for request in requests]
+        try:
+            outputs = self.engine.run_batched(inputs)
+        except Exception as error:  # every request of the batch gets the error; the model keeps serving
+            return [pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error))) for _ in requests]
+        return [
+            pb_utils.InferenceResponse([pb_utils.Tensor(name, output[name]) for name in self.output_names])
+            for output in outputs
+        ]
+
+
+def _input(request, name):
+    return pb_utils.get_input_tensor_by_name(request, name).as_numpy()

@@ -1,0 +1,40 @@
+"""One ONNX graph run by ONNX Runtime inside a Triton Python-backend model (the CPU engine backend).
+
+Triton's dynamic batcher hands `execute` several requests at once; they are concatenated along the
+batch axis, run in one session call, and split back, so candidates of concurrent requests share one
+graph execution. Kept free of `triton_python_backend_utils` so it is unit-tested without a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+
+class OnnxEngine:
+    """An ONNX Runtime session with batched execution over several requests."""
+
+    def __init__(self, model_path: str, output_names: Sequence[str], intra_op_num_threads: int = 1):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_num_threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = list(output_names)
+
+    def run_batched(self, requests: Sequence[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """Run every request's inputs (each with its own batch axis) in one session call.
+
+        Returns one {output name: array} per request, in order, holding that request's rows only.
+        """
+        sizes = [len(request[self.input_names[0]]) for request in requests]
+        feed = {name: np.concatenate([request[name] for request in requests]) for name in self.input_names}
+        outputs = self.session.run(self.output_names, feed)
+        boundaries = np.cumsum(sizes)[:-1]
+        per_output = [np.split(output, boundaries) for output in outputs]
+        return [
+            {name: parts[index] for name, parts in zip(self.output_names, per_output, strict=True)}
+            for index in range(len(requests))
+        ]
