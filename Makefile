@@ -35,3 +35,26 @@ serve: setup
 eval-shapes: setup
 	@test -n "$(DIR)" || { echo "usage: make eval-shapes DIR=<GenEval-layout folder>" >&2; exit 2; }
 	$(PYTHON) -m vhs.shapes.cli score "$(DIR)"
+
+# --- the `shapes` generator (issue 6) -----------------------------------------------------------
+.PHONY: train-generator eval-generator sample-grid flops
+
+# Train autoencoder -> flow-matching teacher -> one-step student on 2 CPU cores (~1 h 45 min; every
+# stage resumes from its checkpoint under build/train) and write the weights into vhs/presets/shapes.
+train-generator: setup
+	$(PYTHON) -m vhs.train.autoencoder
+	$(PYTHON) -m vhs.train.teacher
+	$(PYTHON) -m vhs.train.distill
+	$(PYTHON) -m vhs.train.assemble
+
+# Best-of-1 and oracle Best-of-4 on the 553 evaluation prompts, six task scores each.
+eval-generator: setup
+	$(PYTHON) -m vhs.train.evaluate_generator --preset shapes --out $(BUILD)/eval-generator/scores.json
+
+# The model card's sample grid: evaluation prompts (rows) x seeds 0..5 (columns), Best-of-1.
+sample-grid: setup
+	$(PYTHON) -m vhs.train.evaluate_generator --preset shapes --grid vhs/presets/shapes/sample_grid.png
+
+# Per-candidate FLOPs of DiT, VAE decoder, text encoder, LLM, CLIP: published models vs shapes.
+flops: setup
+	$(PYTHON) benchmarks/flops.py shapes

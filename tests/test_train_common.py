@@ -1,0 +1,44 @@
+"""The pieces the training stages share: data, tokenization, the denoiser and the teacher ODE."""
+
+import numpy as np
+import torch
+
+from vhs.shapes import held_out_prompt_texts
+from vhs.train.common import DenoiserX0, sample_ode, tokenize_prompts, training_batch
+
+
+def test_training_batch_is_seeded_and_never_an_evaluation_prompt():
+    prompts, images = training_batch(np.random.default_rng(0), 64)
+    again, same_images = training_batch(np.random.default_rng(0), 64)
+    assert prompts == again and torch.equal(images, same_images)
+    assert images.shape == (64, 3, 64, 64) and images.min() >= -1 and images.max() <= 1
+    assert not set(prompts) & held_out_prompt_texts()
+
+
+def test_training_tokenization_equals_the_serving_tokenization(tiny_preset):
+    prompt = "A photo of a red circle "
+    served = tiny_preset.prompt_tokenizer(prompt)
+    input_ids, attention_mask = tokenize_prompts(
+        tiny_preset.tokenizer, [prompt], tiny_preset.config.text_max_length
+    )
+    np.testing.assert_array_equal(input_ids.numpy(), served.input_ids)
+    np.testing.assert_array_equal(attention_mask.numpy(), served.attention_mask)
+
+
+def test_one_step_ode_is_the_served_single_step(tiny_preset, tiny_pipeline):
+    """A one-step teacher ODE without guidance is one DiT call at t = pi/2: the served generator."""
+    from vhs import engines as E
+
+    denoiser = DenoiserX0(tiny_preset)
+    input_ids, mask = tokenize_prompts(tiny_preset.tokenizer, ["a photo of a red circle"] * 2, 32)
+    with torch.no_grad():
+        embeds = tiny_preset.text_encoder(input_ids, attention_mask=mask).last_hidden_state
+        noise = torch.randn(2, *tiny_preset.latent_shape, generator=torch.Generator().manual_seed(0))
+        ode = sample_ode(denoiser, noise, embeds, mask, embeds[:1], mask[:1], num_steps=1, cfg_scale=1.0)
+        timestep = torch.full((2,), np.pi / 2)
+        prefix = tiny_pipeline.engines[E.DIT_PREFIX](
+            noise=noise, prompt_embeds=embeds, prompt_attention_mask=mask, timestep=timestep,
+            guidance=torch.full((2,), tiny_preset.config.guidance_scale),
+        )  # fmt: skip
+        served = tiny_pipeline.engines[E.DIT_SUFFIX](**prefix, noise=noise, timestep=timestep)
+    torch.testing.assert_close(ode, served["denoised_latents"], rtol=1e-4, atol=1e-5)

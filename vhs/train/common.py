@@ -1,0 +1,150 @@
+"""What every training stage shares: the training data, the untrained preset, checkpoints and logs."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..presets import Preset, load_preset
+from ..presets.shapes_builder import IMAGE_SIZE, build_untrained_shapes
+from ..shapes import prompt_text, render_scene, sample_training_prompt, scene_for_prompt
+
+TRAIN_DIR = Path("build/train")
+UNTRAINED_DIR = TRAIN_DIR / "untrained"
+
+
+def training_batch(rng: np.random.Generator, batch_size: int) -> tuple[list[str], torch.Tensor]:
+    """(prompts, images (B, 3, 64, 64) float in [-1, 1]): random training prompts and a correct scene
+    for each, rendered on the fly. The evaluation prompts are never sampled."""
+    prompts, images = [], []
+    for _ in range(batch_size):
+        spec = sample_training_prompt(rng)
+        prompts.append(prompt_text(spec))
+        images.append(render_scene(scene_for_prompt(spec, rng), IMAGE_SIZE))
+    pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
+    return prompts, pixels / 127.5 - 1
+
+
+def untrained_preset() -> Preset:
+    """The seeded untrained preset, built once into build/train/untrained and loaded from there."""
+    if not (UNTRAINED_DIR / "preset.json").is_file():
+        build_untrained_shapes().save_pretrained(UNTRAINED_DIR)
+    preset = load_preset(UNTRAINED_DIR)
+    for module in (preset.text_encoder, preset.transformer, preset.vae):
+        module.requires_grad_(True)
+    return preset
+
+
+def save_checkpoint(path: Path, step: int, modules: dict, optimizer: torch.optim.Optimizer) -> None:
+    """Everything needed to resume: step, module and optimizer states, the RNG states."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "step": step,
+        "modules": {name: module.state_dict() for name, module in modules.items()},
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    torch.save(state, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)  # never leave a half-written checkpoint
+
+
+def load_checkpoint(path: Path, modules: dict, optimizer: torch.optim.Optimizer) -> int:
+    """Restore a checkpoint written by `save_checkpoint` if it exists; returns the step to resume at."""
+    if not path.is_file():
+        return 0
+    state = torch.load(path, weights_only=False)
+    for name, module in modules.items():
+        module.load_state_dict(state["modules"][name])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["step"]
+
+
+class LossLog:
+    """Appends one JSON line per logged step to `<folder>/loss_log.jsonl` (step, losses, elapsed s)."""
+
+    def __init__(self, folder: Path):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "loss_log.jsonl"
+        self.start = time.time()
+
+    def __call__(self, step: int, **values: float) -> None:
+        record = {"step": step, **{k: round(float(v), 6) for k, v in values.items()}}
+        record["elapsed_s"] = round(time.time() - self.start, 1)
+        with self.path.open("a") as log:
+            log.write(json.dumps(record) + "\n")
+
+
+def tokenize_prompts(tokenizer, prompts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) (B, max_length), tokenized and right-padded exactly as
+    `vhs.prompting.PromptTokenizer` does for serving (lower-cased, stripped, BOS first); an empty
+    prompt (the unconditional one of classifier-free guidance) is BOS alone."""
+    input_ids = torch.full((len(prompts), max_length), tokenizer.pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), max_length), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids = tokenizer(prompt.lower().strip(), add_special_tokens=True).input_ids[:max_length]
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention_mask[row, : len(ids)] = 1
+    return input_ids, attention_mask
+
+
+def encode_images(vae, images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> clean latents in the DiT's units (`scaling_factor` applied: std ~ 1)."""
+    return vae.encode(images).latent * vae.config.scaling_factor
+
+
+class DenoiserX0:
+    """The DiT called exactly as SANA-Sprint's single-step sampling calls it, at any TrigFlow time.
+
+    `DiTSuffix(DiTPrefix(y_t, t), y_t, t)` with y_t = cos(t) y_0 + sin(t) noise (latents divided by
+    sigma_data) returns the TrigFlow estimate of y_0, `cos(t) y_t - sin(t) v`: at t = pi/2 it is the
+    served one-step generator, at other t it is the flow-matching denoiser. Training through the
+    serving modules is what guarantees the preset works unchanged in the split and the pipeline.
+    """
+
+    def __init__(self, preset: Preset):
+        from ..dit_split import DiTPrefix, DiTSuffix
+
+        sigma_data = preset.scheduler.config.sigma_data
+        self.prefix = DiTPrefix(preset.transformer, preset.config.split_block, sigma_data)
+        self.suffix = DiTSuffix(preset.transformer, preset.config.split_block, sigma_data)
+        self.guidance_scale = preset.config.guidance_scale
+
+    def __call__(self, y_t, t, prompt_embeds, attention_mask) -> torch.Tensor:
+        """y_t (B, C, h, w), t (B,) TrigFlow time in (0, pi/2] -> y_0 estimate (B, C, h, w)."""
+        guidance = torch.full_like(t, self.guidance_scale)
+        prefix = self.prefix(y_t, prompt_embeds, attention_mask, t, guidance)
+        return self.suffix(*prefix, y_t, t)
+
+
+@torch.no_grad()
+def sample_ode(
+    denoiser: DenoiserX0,
+    noise: torch.Tensor,
+    prompt_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    empty_embeds: torch.Tensor,
+    empty_mask: torch.Tensor,
+    num_steps: int,
+    cfg_scale: float,
+) -> torch.Tensor:
+    """The teacher's probability-flow ODE from noise (t = pi/2) to y_0 (t = 0): deterministic DDIM
+    steps in TrigFlow, with classifier-free guidance against the empty prompt. Returns y_0 (B, C, h, w)."""
+    times = torch.linspace(np.pi / 2, 0, num_steps + 1)
+    y_t = noise
+    batch = noise.shape[0]
+    for t, s in zip(times[:-1], times[1:], strict=True):
+        t_batch = torch.full((batch,), float(t))
+        y0 = denoiser(y_t, t_batch, prompt_embeds, attention_mask)
+        if cfg_scale != 1.0:
+            y0_empty = denoiser(
+                y_t, t_batch, empty_embeds.expand(batch, -1, -1), empty_mask.expand(batch, -1)
+            )
+            y0 = y0_empty + cfg_scale * (y0 - y0_empty)
+        noise_estimate = (y_t - torch.cos(t) * y0) / torch.sin(t)
+        y_t = torch.cos(s) * y0 + torch.sin(s) * noise_estimate
+    return y_t

@@ -1,0 +1,137 @@
+"""Stage 3: distil the teacher to ONE DiT call per image, the way SANA-Sprint samples.
+
+1. Teacher ODE pairs: for seeded training prompts and noise, the teacher's deterministic
+   probability-flow ODE (`sample_ode`: DDIM steps in TrigFlow, classifier-free guidance) gives the
+   clean latent that noise leads to. The pairs are written once to build/train/student/pairs.pt.
+2. The student, initialised from the teacher's DiT, is regressed on the pairs at t = pi/2 through
+   the serving split (`DenoiserX0`): exactly the call `SanaSprintPipeline(num_inference_steps=1)`
+   makes. The text encoder is the teacher's, frozen, so the prompt embeddings are stored with the pairs.
+
+    python -m vhs.train.distill     (resumes from build/train/student/checkpoint.pt)
+"""
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import SanaTransformer2DModel
+from tqdm import tqdm
+from transformers import AutoModel
+
+from ..shapes import prompt_text, sample_training_prompt
+from .common import (
+    TRAIN_DIR,
+    DenoiserX0,
+    LossLog,
+    load_checkpoint,
+    sample_ode,
+    save_checkpoint,
+    tokenize_prompts,
+    untrained_preset,
+)
+
+# -----------------------------------------------------------------------------
+out_dir = TRAIN_DIR / "student"
+teacher_dir = TRAIN_DIR / "teacher"
+seed = 3
+num_threads = 1  # the 2 cores are shared: a second thread on a busy core spin-waits, 3x slower
+num_pairs = 2048
+pair_batch_size = 256
+teacher_steps = 6  # ODE steps of the teacher per pair
+cfg_scale = 2.0  # classifier-free guidance of the teacher
+max_steps = 300
+batch_size = 64
+learning_rate = 2e-4
+min_learning_rate = 2e-5
+log_interval = 25
+checkpoint_interval = 200
+eval_pairs = 256  # the last pairs are held out from training, for the evaluation loss
+# -----------------------------------------------------------------------------
+
+
+def learning_rate_at(step: int) -> float:
+    """Cosine decay from learning_rate to min_learning_rate."""
+    progress = step / max(1, max_steps)
+    return min_learning_rate + 0.5 * (learning_rate - min_learning_rate) * (1 + np.cos(np.pi * progress))
+
+
+@torch.no_grad()
+def make_pairs(preset) -> dict[str, torch.Tensor]:
+    """{noise, y0, prompt_embeds, attention_mask} of `num_pairs` teacher ODE solutions."""
+    teacher = DenoiserX0(preset)
+    max_length = preset.config.text_max_length
+    empty_ids, empty_mask = tokenize_prompts(preset.tokenizer, [""], max_length)
+    empty_embeds = preset.text_encoder(empty_ids, attention_mask=empty_mask).last_hidden_state
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    pairs = {"noise": [], "y0": [], "prompt_embeds": [], "attention_mask": []}
+    for _ in tqdm(range(0, num_pairs, pair_batch_size), desc="teacher ODE pairs"):
+        prompts = [prompt_text(sample_training_prompt(rng)) for _ in range(pair_batch_size)]
+        input_ids, attention_mask = tokenize_prompts(preset.tokenizer, prompts, max_length)
+        prompt_embeds = preset.text_encoder(input_ids, attention_mask=attention_mask).last_hidden_state
+        noise = torch.randn((pair_batch_size, *preset.latent_shape), generator=generator)
+        y0 = sample_ode(
+            teacher, noise, prompt_embeds, attention_mask, empty_embeds, empty_mask, teacher_steps, cfg_scale
+        )
+        for name, value in zip(pairs, (noise, y0, prompt_embeds, attention_mask), strict=True):
+            pairs[name].append(value)
+    return {name: torch.cat(values)[:num_pairs] for name, values in pairs.items()}
+
+
+def one_step_loss(student: DenoiserX0, pairs: dict, rows: torch.Tensor) -> torch.Tensor:
+    """MSE between the student's single step from noise (t = pi/2) and the teacher's ODE solution."""
+    t = torch.full((len(rows),), np.pi / 2)
+    y0_hat = student(pairs["noise"][rows], t, pairs["prompt_embeds"][rows], pairs["attention_mask"][rows])
+    return F.mse_loss(y0_hat, pairs["y0"][rows])
+
+
+def main() -> None:
+    torch.set_num_threads(num_threads)
+    torch.manual_seed(seed)
+    preset = untrained_preset()
+    preset.text_encoder = AutoModel.from_pretrained(teacher_dir / "text_encoder").eval().requires_grad_(False)
+    preset.transformer = SanaTransformer2DModel.from_pretrained(teacher_dir / "transformer").eval()
+    preset.transformer.requires_grad_(False)
+
+    pairs_path = out_dir / "pairs.pt"
+    if pairs_path.is_file():
+        pairs = torch.load(pairs_path)
+    else:
+        pairs = make_pairs(preset)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(pairs, pairs_path)
+
+    # The student starts as a copy of the teacher's DiT.
+    preset.transformer = copy.deepcopy(preset.transformer).train().requires_grad_(True)
+    student = DenoiserX0(preset)
+    optimizer = torch.optim.AdamW(preset.transformer.parameters(), lr=learning_rate, weight_decay=0.0)
+    checkpoint = out_dir / "checkpoint.pt"
+    step = load_checkpoint(checkpoint, {"transformer": preset.transformer}, optimizer)
+    log = LossLog(out_dir)
+    num_train = num_pairs - eval_pairs
+    eval_rows = torch.arange(num_train, num_pairs)
+    progress = tqdm(range(step, max_steps), initial=step, total=max_steps, desc="one-step student")
+    for step in progress:
+        rows = torch.from_numpy(
+            np.random.default_rng([seed, step]).choice(num_train, batch_size, replace=False)
+        )
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate_at(step)
+        loss = one_step_loss(student, pairs, rows)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(preset.transformer.parameters(), 1.0)
+        optimizer.step()
+        if step % log_interval == 0 or step + 1 == max_steps:
+            with torch.no_grad():
+                eval_loss = one_step_loss(student, pairs, eval_rows).item()
+            log(step, loss=loss.item(), eval_loss=eval_loss, lr=learning_rate_at(step))
+            progress.set_postfix(loss=f"{loss.item():.4f}", eval_loss=f"{eval_loss:.4f}")
+        if (step + 1) % checkpoint_interval == 0 or step + 1 == max_steps:
+            save_checkpoint(checkpoint, step + 1, {"transformer": preset.transformer}, optimizer)
+    preset.transformer.save_pretrained(out_dir / "transformer")
+
+
+if __name__ == "__main__":
+    main()

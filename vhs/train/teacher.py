@@ -1,0 +1,112 @@
+"""Stage 2: the teacher, a TrigFlow flow-matching model: text encoder + DiT trained jointly.
+
+Data: training prompts with a correct rendered scene, encoded by the stage-1 autoencoder (frozen).
+For t ~ U(t_min, pi/2) and y_t = cos(t) y_0 + sin(t) noise, the DiT (called through the serving
+split, `DenoiserX0`) estimates y_0; the loss is the TrigFlow velocity error
+|v_hat - v|^2 = |y0_hat - y_0|^2 / sin(t)^2 (clipped weight), i.e. flow matching. The text
+encoder is trained with the DiT (a random Gemma-2 does not tell "left of" from "right of"); 10 %
+of the prompts are dropped to the empty prompt so the teacher can sample with classifier-free
+guidance. The teacher is a many-step model; stage 3 distils it to one step.
+
+    python -m vhs.train.teacher     (resumes from build/train/teacher/checkpoint.pt)
+"""
+
+import numpy as np
+import torch
+from diffusers import AutoencoderDC
+from tqdm import tqdm
+
+from .common import (
+    TRAIN_DIR,
+    DenoiserX0,
+    LossLog,
+    encode_images,
+    load_checkpoint,
+    save_checkpoint,
+    tokenize_prompts,
+    training_batch,
+    untrained_preset,
+)
+
+# -----------------------------------------------------------------------------
+out_dir = TRAIN_DIR / "teacher"
+autoencoder_dir = TRAIN_DIR / "autoencoder" / "vae"
+seed = 2
+num_threads = 1  # the 2 cores are shared: a second thread on a busy core spin-waits, 3x slower
+max_steps = 1000
+batch_size = 64
+learning_rate = 1e-3
+min_learning_rate = 5e-5
+warmup_steps = 200
+prompt_dropout = 0.1  # fraction of empty prompts, for classifier-free guidance
+t_min = 0.02
+max_loss_weight = 25.0  # clip of 1 / sin(t)^2 near t = 0
+log_interval = 25
+checkpoint_interval = 250
+# -----------------------------------------------------------------------------
+
+
+def learning_rate_at(step: int) -> float:
+    """Linear warmup, then cosine decay to min_learning_rate."""
+    if step < warmup_steps:
+        return learning_rate * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
+    return min_learning_rate + 0.5 * (learning_rate - min_learning_rate) * (1 + np.cos(np.pi * progress))
+
+
+def flow_matching_loss(denoiser, text_encoder, tokenizer, max_length, prompts, y0, generator) -> torch.Tensor:
+    """TrigFlow velocity MSE of one batch (prompts, clean latents y0 (B, C, h, w))."""
+    input_ids, attention_mask = tokenize_prompts(tokenizer, prompts, max_length)
+    prompt_embeds = text_encoder(input_ids, attention_mask=attention_mask).last_hidden_state
+    batch = y0.shape[0]
+    t = t_min + (np.pi / 2 - t_min) * torch.rand(batch, generator=generator)
+    noise = torch.randn(y0.shape, generator=generator)
+    y_t = torch.cos(t).view(-1, 1, 1, 1) * y0 + torch.sin(t).view(-1, 1, 1, 1) * noise
+    y0_hat = denoiser(y_t, t, prompt_embeds, attention_mask)
+    weight = (1 / torch.sin(t) ** 2).clamp(max=max_loss_weight)
+    return (weight * (y0_hat - y0).pow(2).mean(dim=(1, 2, 3))).mean()
+
+
+def main() -> None:
+    torch.set_num_threads(num_threads)
+    torch.manual_seed(seed)
+    preset = untrained_preset()
+    vae = AutoencoderDC.from_pretrained(autoencoder_dir).eval().requires_grad_(False)
+    text_encoder, transformer = preset.text_encoder.train(), preset.transformer.train()
+    denoiser = DenoiserX0(preset)
+    modules = {"text_encoder": text_encoder, "transformer": transformer}
+    parameters = list(text_encoder.parameters()) + list(transformer.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
+    checkpoint = out_dir / "checkpoint.pt"
+    step = load_checkpoint(checkpoint, modules, optimizer)
+    log = LossLog(out_dir)
+    progress = tqdm(range(step, max_steps), initial=step, total=max_steps, desc="teacher")
+    for step in progress:
+        # Data, dropout and noise are functions of (seed, step): a resumed run sees the same batches.
+        rng = np.random.default_rng([seed, step])
+        prompts, images = training_batch(rng, batch_size)
+        prompts = ["" if rng.random() < prompt_dropout else prompt for prompt in prompts]
+        with torch.no_grad():
+            y0 = encode_images(vae, images)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate_at(step)
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        loss = flow_matching_loss(
+            denoiser, text_encoder, preset.tokenizer, preset.config.text_max_length, prompts, y0, generator
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        if step % log_interval == 0:
+            log(step, loss=loss.item(), lr=learning_rate_at(step))
+            progress.set_postfix(loss=f"{loss.item():.4f}")
+        if (step + 1) % checkpoint_interval == 0 or step + 1 == max_steps:
+            save_checkpoint(checkpoint, step + 1, modules, optimizer)
+            # The latest weights in diffusers/transformers layout, for stage 3 and for looking at.
+            text_encoder.save_pretrained(out_dir / "text_encoder")
+            transformer.save_pretrained(out_dir / "transformer")
+
+
+if __name__ == "__main__":
+    main()
