@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from vhs import engine_names as E
 from vhs.engines import build_engines
-from vhs.presets import load_preset
+from vhs.presets import load_preset, load_preset_config
 from vhs.serving.orchestrator import LLM_TOKENIZER_DIR, TEXT_TOKENIZER_DIR
 
 from .graphs import EXAMPLE_BATCH, example_inputs, export_onnx, graph_io
@@ -63,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.backend = "tensorrt_plan"
     staging = None
     try:
+        load_preset_config(args.preset)  # fail on a bad name before anything is written
         if args.backend == "tensorrt_plan":
             require_tensorrt()
         output = args.output.resolve()
@@ -86,7 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def export(args: argparse.Namespace, folder: Path) -> str:
     """Export into `folder`; returns the one-screen summary."""
-    progress = tqdm(total=len(E.ALL) + 3, desc="export", unit="step")
+    with tqdm(total=len(E.ALL) + 3, desc="export", unit="step") as progress:
+        return _export(args, folder, progress)
+
+
+def _export(args: argparse.Namespace, folder: Path, progress: tqdm) -> str:
     progress.set_postfix_str("loading preset")
     preset = load_preset(args.preset)
     if args.split_block is not None:
@@ -164,7 +169,6 @@ def export(args: argparse.Namespace, folder: Path) -> str:
         f"# Export report\n\n```\n{summary}\n```\n\n" + "\n\n".join(inspections)
     )
     progress.update()
-    progress.close()
     return summary
 
 

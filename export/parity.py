@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
-from polygraphy.comparator import Comparator, CompareFunc, IterationResult, RunResults
+from polygraphy.comparator import Comparator, IterationResult, RunResults, SimpleCompareFunc
 from polygraphy.logger import G_LOGGER
 
 from vhs.engines import Engine
@@ -47,7 +47,7 @@ def check_parity(engine: Engine, inputs: dict[str, torch.Tensor], path: Path, ba
     run_results = RunResults()
     run_results.append(("pytorch", [IterationResult(expected, runner_name="pytorch")]))
     run_results.append(("onnxrt", [IterationResult(actual, runner_name="onnxrt")]))
-    accurate = Comparator.compare_accuracy(run_results, compare_func=CompareFunc.simple(atol=ATOL, rtol=RTOL))
+    accurate = Comparator.compare_accuracy(run_results, compare_func=SimpleCompareFunc(atol=ATOL, rtol=RTOL))
     finite = Comparator.validate(run_results, check_inf=True, check_nan=True)
     error = max(float(np.max(np.abs(actual[name] - expected[name]))) for name in engine.output_names)
     return ParityResult(batch, error, bool(accurate) and bool(finite))

@@ -15,3 +15,13 @@ def tiny_pipeline(tiny_preset):
     from vhs.pipeline import VHSPipeline
 
     return VHSPipeline(tiny_preset)
+
+
+@pytest.fixture(scope="session")
+def exported_tiny(tmp_path_factory):
+    """The tiny-random preset exported once per session: {output folder}/model_repository, manifest.json."""
+    from export.cli import main as export_main
+
+    output = tmp_path_factory.mktemp("export") / "tiny-random"
+    assert export_main(["--preset", "tiny-random", "--output", str(output)]) == 0
+    return output

@@ -213,6 +213,7 @@ def test_response_carries_every_protocol_output(served):
     ("tensors", "field"),
     [
         (request_tensors(prompt=b""), "PROMPT"),
+        (request_tensors()[1:], "PROMPT is required"),
         (request_tensors(prompt=b"\xff\xfe"), "PROMPT must be UTF-8"),
         (request_tensors(n=0), "NUM_CANDIDATES"),
         (request_tensors(n=99), "NUM_CANDIDATES"),

@@ -32,9 +32,11 @@ def load_orchestrator(model_dir: Path, pb_utils: Any) -> tuple[BestOfN, PresetCo
     """Build the BestOfN runner from the version folder of the `vhs` model (manifest + tokenizers)."""
     from transformers import AutoTokenizer
 
-    from export.manifest import load_manifest
+    from export.manifest import load_manifest, verify_engine_files
 
     manifest = load_manifest(model_dir / MANIFEST_FILE)
+    # model_dir is <repository>/vhs/<version>: refuse graphs that are not the ones this manifest describes.
+    verify_engine_files(manifest, model_dir.parent.parent)
     config = PresetConfig(**manifest["preset"])
     prompt_tokenizer = PromptTokenizer(
         AutoTokenizer.from_pretrained(model_dir / TEXT_TOKENIZER_DIR),
@@ -52,10 +54,13 @@ def load_orchestrator(model_dir: Path, pb_utils: Any) -> tuple[BestOfN, PresetCo
 def read_request(request: Any, pb_utils: Any, config: PresetConfig) -> tuple[GenerationRequest, bool]:
     """Triton request -> validated GenerationRequest and whether candidate images were asked for.
 
-    Triton has already checked dtypes, shapes and required inputs against config.pbtxt; this checks
+    Triton has already checked dtypes and shapes against config.pbtxt; this checks presence and
     values and raises ValueError naming the field.
     """
-    prompt = _text(_scalar(request, pb_utils, P.PROMPT), P.PROMPT)
+    prompt = _scalar(request, pb_utils, P.PROMPT)
+    if prompt is None:  # Triton does not enforce a required input when the model has optional ones
+        raise ValueError(f"{P.PROMPT} is required")
+    prompt = _text(prompt, P.PROMPT)
     num_candidates = _scalar(request, pb_utils, P.NUM_CANDIDATES)
     seed = _scalar(request, pb_utils, P.SEED)
     mode = _scalar(request, pb_utils, P.MODE)

@@ -1,0 +1,237 @@
+"""The exporter on the tiny-random preset: graphs, parity, configs, manifest, errors, TensorRT path."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from export.graphs import graph_io
+from export.manifest import ManifestError, load_manifest, verify_engine_files
+from export.repository import TRITON_DTYPES, engine_config
+from export.tensorrt import TensorRTUnavailable, convert_command, optimization_profile, require_tensorrt
+from vhs import engine_names as E
+from vhs import protocol as P
+from vhs.serving.onnx_engine import OnnxEngine
+
+
+def read_config(path):
+    return text_format.Parse(path.read_text(), mc.ModelConfig())
+
+
+def test_every_engine_is_exported_with_a_matching_hash(exported_tiny):
+    manifest = load_manifest(exported_tiny / "manifest.json")
+    assert set(manifest["engines"]) == set(E.ALL)
+    assert manifest["preset"]["split_block"] == 7
+    verify_engine_files(manifest, exported_tiny / "model_repository")
+    report = (exported_tiny / "export_report.md").read_text()
+    assert all(name in report for name in E.ALL)
+
+
+@pytest.mark.parametrize("name", E.ALL)
+def test_engine_config_names_the_graphs_tensors(exported_tiny, name):
+    config = read_config(exported_tiny / "model_repository" / name / "config.pbtxt")
+    inputs, outputs = graph_io(exported_tiny / "model_repository" / name / "1" / "model.onnx")
+    assert config.backend == "python" and config.max_batch_size == 8
+    assert config.HasField("dynamic_batching")
+    for declared, graph in [(config.input, inputs), (config.output, outputs)]:
+        assert [t.name for t in declared] == [g["name"] for g in graph]
+        for tensor, graph_tensor in zip(declared, graph, strict=True):
+            assert mc.DataType.Name(tensor.data_type) == TRITON_DTYPES[graph_tensor["dtype"]]
+            assert list(tensor.dims) == (graph_tensor["shape"][1:] or [1])
+            assert tensor.HasField("reshape") == (len(graph_tensor["shape"]) == 1)
+
+
+def test_orchestrator_config_is_the_protocol(exported_tiny):
+    config = read_config(exported_tiny / "model_repository" / "vhs" / "config.pbtxt")
+    assert config.max_batch_size == 0 and config.backend == "python"
+    inputs = {t.name: t for t in config.input}
+    assert list(inputs) == [P.PROMPT, P.NUM_CANDIDATES, P.SEED, P.MODE]
+    assert not inputs[P.PROMPT].optional and all(
+        inputs[n].optional for n in (P.NUM_CANDIDATES, P.SEED, P.MODE)
+    )
+    assert mc.DataType.Name(inputs[P.SEED].data_type) == "TYPE_INT64"
+    outputs = {t.name: list(t.dims) for t in config.output}
+    assert outputs == {
+        P.IMAGE: [32, 32, 3],
+        P.SCORES: [-1],
+        P.SELECTED: [1],
+        P.TIMINGS: [1],
+        P.CANDIDATE_IMAGES: [-1, 32, 32, 3],
+    }
+    version = exported_tiny / "model_repository" / "vhs" / "1"
+    assert {"model.py", "manifest.json", "tokenizer", "llm_tokenizer"} <= {p.name for p in version.iterdir()}
+
+
+def random_feed(session, batch, rng):
+    """Random inputs of the right dtype and shape; integer inputs are ids/masks/lengths in range."""
+    feed = {}
+    for tensor in session.get_inputs():
+        shape = [batch if i == 0 else (d if isinstance(d, int) else 16) for i, d in enumerate(tensor.shape)]
+        if tensor.type == "tensor(int64)":
+            feed[tensor.name] = rng.integers(1, 8, size=shape).astype(np.int64)
+        else:
+            feed[tensor.name] = rng.standard_normal(shape).astype(np.float32)
+    return feed
+
+
+@pytest.mark.parametrize("name", E.ALL)
+@pytest.mark.parametrize("batch", [1, 4])
+def test_graphs_have_no_nan_on_random_inputs(exported_tiny, name, batch):
+    """The silent-NaN pitfall: an optimiser that drops Sana's 1e-15 epsilons makes 0/0 somewhere."""
+    session = ort.InferenceSession(
+        str(exported_tiny / "onnx" / f"{name}.onnx"), providers=["CPUExecutionProvider"]
+    )
+    feed = random_feed(session, batch, np.random.default_rng(0))
+    if name == E.DIT_PREFIX:
+        feed["timestep"] = np.full(batch, 1.5708, dtype=np.float32)
+    for output in session.run(None, feed):
+        assert np.isfinite(output).all()
+        assert output.shape[0] == batch
+
+
+def test_parity_of_every_graph_at_batch_1_and_4(tiny_preset, exported_tiny):
+    from export.graphs import example_inputs
+    from export.parity import ATOL, check_parity
+    from vhs.engines import build_engines
+
+    engines = build_engines(tiny_preset)
+    inputs = example_inputs(tiny_preset, engines, 2)
+    for name in E.ALL:
+        for batch in (1, 4):
+            result = check_parity(engines[name], inputs[name], exported_tiny / "onnx" / f"{name}.onnx", batch)
+            assert result.passed and result.max_abs_error < ATOL, (name, batch, result)
+
+
+def test_onnx_engine_batches_requests_and_splits_them_back(exported_tiny):
+    engine = OnnxEngine(str(exported_tiny / "onnx" / "connector.onnx"), ["visual_tokens"])
+    rng = np.random.default_rng(1)
+    requests = [{"hidden_states": rng.standard_normal((n, 64, 16)).astype(np.float32)} for n in (1, 3, 2)]
+    batched = engine.run_batched(requests)
+    for request, output in zip(requests, batched, strict=True):
+        alone = engine.run_batched([request])[0]["visual_tokens"]
+        assert output["visual_tokens"].shape == (len(request["hidden_states"]), 64, 32)
+        np.testing.assert_allclose(output["visual_tokens"], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_a_tampered_graph_is_refused(exported_tiny, tmp_path):
+    import shutil
+
+    repository = tmp_path / "model_repository"
+    shutil.copytree(exported_tiny / "model_repository", repository)
+    manifest = load_manifest(repository / "vhs" / "1" / "manifest.json")
+    with open(repository / "connector" / "1" / "model.onnx", "ab") as graph:
+        graph.write(b"\0")
+    with pytest.raises(ManifestError, match="engine 'connector'.*sha256.*mixes two exports"):
+        verify_engine_files(manifest, repository)
+
+
+def test_manifest_of_another_format_is_refused(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"format_version": 99}))
+    with pytest.raises(ManifestError, match="format_version 99"):
+        load_manifest(tmp_path / "manifest.json")
+
+
+def run_export(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "export.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--preset", "no-such-preset"], "preset must be one of"),
+        (
+            ["--preset", "tiny-random", "--split-block", "19"],
+            r"split_block \(l\*\) must be an integer in \[0, 18\]",
+        ),
+        (["--preset", "tiny-random", "--trt"], "--trt needs TensorRT"),
+    ],
+)
+def test_bad_export_arguments_give_one_error_line_and_leave_nothing(tmp_path, arguments, message):
+    completed = run_export(*arguments, "--output", str(tmp_path / "out"))
+    assert completed.returncode == 2
+    error_lines = [line for line in completed.stderr.splitlines() if line.startswith("vhs-export: error:")]
+    assert len(error_lines) == 1 and __import__("re").search(message, error_lines[0]), completed.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_output_folder_is_one_error_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    completed = run_export("--preset", "tiny-random", "--output", str(blocker / "out"))
+    assert completed.returncode == 2
+    assert "vhs-export: error:" in completed.stderr and "Traceback" not in completed.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_tensorrt_is_not_importable_here_and_says_how_to_get_it():
+    with pytest.raises(TensorRTUnavailable, match="pypi.nvidia.com"):
+        require_tensorrt()
+
+
+def test_tensorrt_profiles_cover_batch_1_to_max_and_every_token_count():
+    inputs = [
+        {"name": "visual_tokens", "dtype": "float32", "shape": [-1, -1, 896]},
+        {"name": "question_length", "dtype": "int64", "shape": [-1]},
+    ]
+    profile = optimization_profile(inputs, 8, {"visual_tokens": {1: (16, 64, 1024)}})
+    assert profile["min"] == {"visual_tokens": [1, 16, 896], "question_length": [1]}
+    assert profile["opt"] == {"visual_tokens": [8, 64, 896], "question_length": [8]}
+    assert profile["max"] == {"visual_tokens": [8, 1024, 896], "question_length": [8]}
+    with pytest.raises(ValueError, match="dynamic axis without bounds"):
+        optimization_profile(inputs, 8, {})
+
+
+def test_tensorrt_convert_command_line(tmp_path):
+    profile = {
+        "min": {"noise": [1, 32, 32, 32]},
+        "opt": {"noise": [8, 32, 32, 32]},
+        "max": {"noise": [8, 32, 32, 32]},
+    }
+    command = convert_command(tmp_path / "dit_prefix.onnx", tmp_path / "dit_prefix.plan", profile, "fp16")
+    assert command[1:6] == ["convert", str(tmp_path / "dit_prefix.onnx"), "--convert-to", "trt", "-o"]
+    joined = " ".join(command)
+    assert "--trt-min-shapes noise:[1,32,32,32]" in joined and "--trt-max-shapes noise:[8,32,32,32]" in joined
+    assert command[-1] == "--fp16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        convert_command(tmp_path / "a.onnx", tmp_path / "a.plan", profile, "int4")
+
+
+def test_tensorrt_plan_config():
+    engine = {
+        "file": "model.plan",
+        "inputs": [{"name": "noise", "dtype": "float16", "shape": [-1, 32, 32, 32]}],
+        "outputs": [{"name": "hidden_states", "dtype": "float16", "shape": [-1, 1024, 2240]}],
+    }
+    config = text_format.Parse(
+        text_format.MessageToString(engine_config("dit_prefix", engine, "tensorrt_plan", 8, 2, 100)),
+        mc.ModelConfig(),
+    )
+    assert config.platform == "tensorrt_plan" and config.default_model_filename == "model.plan"
+    assert (
+        config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+        and config.instance_group[0].count == 2
+    )
+    assert mc.DataType.Name(config.input[0].data_type) == "TYPE_FP16" and list(config.input[0].dims) == [
+        32,
+        32,
+        32,
+    ]
+    assert config.dynamic_batching.max_queue_delay_microseconds == 100
+
+
+def test_onnxruntime_backend_config():
+    engine = {
+        "file": "model.onnx",
+        "inputs": [{"name": "x", "dtype": "float32", "shape": [-1, 4]}],
+        "outputs": [{"name": "y", "dtype": "float32", "shape": [-1]}],
+    }
+    config = engine_config("connector", engine, "onnxruntime", 8, 1, 500)
+    assert config.backend == "onnxruntime" and config.default_model_filename == "model.onnx"
+    assert not config.parameters

@@ -1,0 +1,141 @@
+"""End to end through the real Triton server on the exported tiny-random repository: served results
+equal the in-process reference pipeline, candidates do not depend on N, concurrent requests each get
+their own answer, and bad input gets INVALID_ARG naming the field while the server keeps serving."""
+
+import shutil
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from client.vhs_client import ImageRequest, VHSClient, VHSRequestError
+from vhs import protocol as P
+from vhs.serving.server import TritonServer, TritonServerError
+
+PROMPT = "a photo of a red circle left of a blue square"
+
+
+@pytest.fixture(scope="module")
+def server(exported_tiny, tmp_path_factory):
+    with TritonServer(exported_tiny / "model_repository", build_dir="build/triton") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with VHSClient(server.grpc_url) as connected:
+        yield connected
+
+
+def assert_same_result(served, reference):
+    assert served.selected == reference.selected
+    np.testing.assert_allclose(served.scores, reference.scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(served.image.astype(int), reference.image.astype(int), atol=1)
+
+
+@pytest.mark.parametrize("mode", P.MODES)
+def test_served_result_equals_reference_pipeline(client, tiny_pipeline, mode):
+    served = client.generate(PROMPT, 6, 11, mode)
+    reference = tiny_pipeline(PROMPT, 6, 11, mode)
+    assert_same_result(served, reference)
+    assert served.image.shape == (32, 32, 3) and served.image.dtype == np.uint8
+    assert {"text_encoder", "dit_prefix", "vae_decoder"} <= set(served.timings_ms)
+
+
+def test_candidate_i_is_the_same_whatever_n(client):
+    results = {n: client.generate(PROMPT, n, 5, "clip", return_candidates=True) for n in (1, 4, 8)}
+    eight = results[8].candidate_images
+    assert eight.shape == (8, 32, 32, 3)
+    np.testing.assert_array_equal(results[1].candidate_images, eight[:1])
+    np.testing.assert_array_equal(results[4].candidate_images, eight[:4])
+    np.testing.assert_allclose(results[4].scores, results[8].scores[:4], rtol=1e-5)
+
+
+def test_vhs_contact_sheet_candidates_include_the_selected_image(client):
+    result = client.generate(PROMPT, 4, 2, "vhs", return_candidates=True)
+    np.testing.assert_array_equal(result.candidate_images[result.selected], result.image)
+
+
+def test_eight_concurrent_requests_each_get_their_own_answer(server, client, tiny_pipeline):
+    requests = [
+        ImageRequest(f"a photo of {count} circles", num_candidates=4, seed=seed, mode="vhs")
+        for seed, count in enumerate(["two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    ]
+    before = _executions(server, "dit_prefix")
+    results = client.generate_many(requests, concurrency=8)
+    after = _executions(server, "dit_prefix")
+    for request, result in zip(requests, results, strict=True):
+        assert_same_result(result, tiny_pipeline(request.prompt, 4, request.seed, "vhs"))
+    inferences, executions = (after[0] - before[0]), (after[1] - before[1])
+    assert inferences == 8 * 4
+    print(f"dit_prefix: {inferences} candidates in {executions} executions")
+    assert executions <= 8, "every request sends its 4 candidates in one call"
+
+
+def _executions(server, model):
+    with grpcclient.InferenceServerClient(server.grpc_url) as triton:
+        stats = triton.get_inference_statistics(model, as_json=True)["model_stats"][0]
+    return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
+
+
+@pytest.mark.parametrize(
+    ("prompt", "kwargs", "message"),
+    [
+        ("", {}, "PROMPT must be a non-empty string"),
+        ("circle " * 40, {}, "PROMPT is .* tokens long; the limit is 32"),
+        ("x" * 3000, {}, "PROMPT is 3000 characters long; the limit is 2000"),
+        (PROMPT, {"num_candidates": 0}, r"NUM_CANDIDATES must be an integer in \[1, 8\], got 0"),
+        (PROMPT, {"num_candidates": 9}, r"NUM_CANDIDATES must be an integer in \[1, 8\], got 9"),
+        (PROMPT, {"mode": "best"}, "MODE must be one of vhs, clip, latent, none"),
+        (PROMPT, {"seed": -1}, "SEED must be an integer"),
+    ],
+)
+def test_bad_values_get_invalid_arg_naming_the_field(client, prompt, kwargs, message):
+    with pytest.raises(VHSRequestError, match=message) as caught:
+        client.generate(prompt, **kwargs)
+    assert "INVALID_ARGUMENT" in str(caught.value.status)
+    assert client.generate(PROMPT, 2, 0).image.shape == (32, 32, 3), "the server keeps serving"
+
+
+def raw_infer(server, inputs):
+    with grpcclient.InferenceServerClient(server.grpc_url) as triton:
+        return triton.infer(P.ORCHESTRATOR_MODEL, inputs)
+
+
+def tensor(name, array, datatype):
+    value = grpcclient.InferInput(name, list(array.shape), datatype)
+    value.set_data_from_numpy(array)
+    return value
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ([tensor(P.PROMPT, np.array([b"\xff\xfe bad"], dtype=np.object_), "BYTES")], "PROMPT must be UTF-8"),
+        (
+            [
+                tensor(P.PROMPT, np.array([PROMPT.encode()], dtype=np.object_), "BYTES"),
+                tensor(P.NUM_CANDIDATES, np.array([2.0], dtype=np.float32), "FP32"),
+            ],
+            "NUM_CANDIDATES",
+        ),
+        ([tensor(P.PROMPT, np.array([b"a", b"b"], dtype=np.object_), "BYTES")], "PROMPT"),
+        ([tensor(P.SEED, np.array([1], dtype=np.int64), "INT64")], "PROMPT is required"),
+    ],
+    ids=["non-utf8", "wrong-dtype", "wrong-shape", "missing-prompt"],
+)
+def test_malformed_requests_get_invalid_arg(server, client, inputs, message):
+    with pytest.raises(InferenceServerException, match=message) as caught:
+        raw_infer(server, inputs)
+    assert "INVALID_ARGUMENT" in str(caught.value.status())
+    assert client.generate(PROMPT, 1, 0).image.shape == (32, 32, 3), "the server keeps serving"
+
+
+def test_server_refuses_a_repository_with_a_tampered_graph(exported_tiny, tmp_path):
+    repository = tmp_path / "model_repository"
+    shutil.copytree(exported_tiny / "model_repository", repository)
+    # A valid graph, but not the one the manifest records: only the hash check can notice.
+    shutil.copy2(repository / "connector" / "1" / "model.onnx", repository / "llm" / "1" / "model.onnx")
+    with pytest.raises(TritonServerError, match="engine 'llm'.*sha256"):
+        TritonServer(repository, build_dir="build/triton", ready_timeout_s=120).start()
