@@ -1,11 +1,14 @@
 # Everything is created from a clean checkout: `make setup` builds .venv from the registries.
 VENV   ?= .venv
 PYTHON := $(VENV)/bin/python
-PRESET ?= tiny-random
+# The embedded default is the project's own `shapes` preset; tiny-random where it is absent.
+PRESET ?= $(if $(wildcard vhs/presets/shapes/preset.json),shapes,tiny-random)
 BUILD  ?= build
-REPO   ?= $(BUILD)/$(PRESET)/model_repository
+EXPORT := $(BUILD)/$(PRESET)
+REPO   ?= $(EXPORT)/model_repository
+SOURCES := $(shell find vhs export model_repository -name '*.py' -o -name '*.json' -o -name '*.safetensors')
 
-.PHONY: setup test lint export serve demo eval-shapes clean
+.PHONY: setup test lint export serve demo bench-latency eval-shapes clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +26,21 @@ lint: setup
 
 clean:
 	rm -rf $(BUILD)
+
+# ONNX graphs + Triton model repository of $(PRESET); redone when code or weights change.
+export: $(EXPORT)/manifest.json
+
+$(EXPORT)/manifest.json: $(VENV)/.installed $(SOURCES)
+	$(VENV)/bin/vhs-export --preset $(PRESET) --output $(EXPORT)
+
+# The main job: real Triton server, one prompt in `vhs` and `clip` mode, images + timing table.
+demo: export
+	$(PYTHON) -m client.demo --model-repository $(REPO) --output out/demo --build-dir $(BUILD)/triton
+
+# Latency of every mode (served vhs/clip/latent/none, in-process vhs) at N = 1, 2, 4, 8, same run.
+bench-latency: export
+	$(PYTHON) -m benchmarks.latency --preset $(PRESET) --model-repository $(REPO) --output out/bench \
+		--build-dir $(BUILD)/triton
 
 # Serve the exported model repository on 127.0.0.1 (gRPC 8001, HTTP 8000, metrics 8002) until Ctrl-C.
 serve: setup
