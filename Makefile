@@ -8,7 +8,7 @@ EXPORT := $(BUILD)/$(PRESET)
 REPO   ?= $(EXPORT)/model_repository
 SOURCES := $(shell find vhs export model_repository -name '*.py' -o -name '*.json' -o -name '*.safetensors')
 
-.PHONY: setup test lint export serve demo bench-latency eval-shapes clean
+.PHONY: setup test lint export serve demo perf bench-latency eval-shapes clean
 
 setup: $(VENV)/.installed
 
@@ -36,6 +36,10 @@ $(EXPORT)/manifest.json: $(VENV)/.installed $(SOURCES)
 # The main job: real Triton server, one prompt in `vhs` and `clip` mode, images + timing table.
 demo: export
 	$(PYTHON) -m client.demo --model-repository $(REPO) --output out/demo --build-dir $(BUILD)/triton
+
+# perf_analyzer on the `vhs` model (vhs and clip mode, concurrency 1..4) with per-engine batching.
+perf: export
+	$(PYTHON) -m benchmarks.perf --model-repository $(REPO) --output out/perf --build-dir $(BUILD)/triton
 
 # Latency of every mode (served vhs/clip/latent/none, in-process vhs) at N = 1, 2, 4, 8, same run.
 bench-latency: export
