@@ -33,7 +33,7 @@ IMAGE_SIZE = 64  # pixels; the autoencoder downsamples by 8 to an 8 x 8 latent
 LATENT_CHANNELS = 8
 SPLIT_BLOCK = 7  # l*: block 7 of 20, as in the paper
 TEXT_MAX_LENGTH = 24  # the longest shapes prompt is 12 text-encoder tokens
-QUESTION_MAX_LENGTH = 64
+QUESTION_MAX_LENGTH = 96  # the question after <image> is ~80 tokens for the longest prompt
 TOKENIZER_CORPUS_PROMPTS = 4000  # training prompts the two BPE vocabularies are learned on
 
 
