@@ -32,57 +32,45 @@ def run_split(preset, split_block, noise, prompt_embeds, prompt_mask):
         return suffix(*carried, noise, timestep)
 
 
-@pytest.mark.parametrize("split_block", [0, 7, 18])
-@pytest.mark.parametrize("batch", [1, 4])
-def test_suffix_of_prefix_equals_sana_sprint_pipeline(tiny_preset, split_block, batch):
-    """The split DiT plus its built-in sCM maths reproduces diffusers' SanaSprintPipeline latent."""
-    pipe = sana_sprint_pipeline(tiny_preset)
-    noise = torch.from_numpy(candidate_noise(3, range(batch), tiny_preset.latent_shape))
+def sana_sprint_one_step(preset, noise, output_type):
+    """diffusers' own single-step SanaSprintPipeline on `noise`; returns (output, prompt_embeds, mask)."""
+    pipe = sana_sprint_pipeline(preset)
     with torch.no_grad():
         prompt_embeds, prompt_mask = pipe.encode_prompt(
-            [PROMPT] * batch,
+            [PROMPT] * noise.shape[0],
             device="cpu",
-            max_sequence_length=tiny_preset.config.text_max_length,
+            max_sequence_length=preset.config.text_max_length,
             complex_human_instruction=None,
         )
-        expected = pipe(
+        output = pipe(
             prompt_embeds=prompt_embeds,
             prompt_attention_mask=prompt_mask,
             latents=noise.clone(),
             num_inference_steps=1,
             intermediate_timesteps=None,
-            guidance_scale=tiny_preset.config.guidance_scale,
-            output_type="latent",
+            guidance_scale=preset.config.guidance_scale,
+            output_type=output_type,
             height=32,
             width=32,
             use_resolution_binning=False,
         ).images
+    return output, prompt_embeds, prompt_mask
+
+
+@pytest.mark.parametrize("split_block", [0, 7, 18])
+@pytest.mark.parametrize("batch", [1, 4])
+def test_suffix_of_prefix_equals_sana_sprint_pipeline(tiny_preset, split_block, batch):
+    """The split DiT plus its built-in sCM maths reproduces diffusers' SanaSprintPipeline latent."""
+    noise = torch.from_numpy(candidate_noise(3, range(batch), tiny_preset.latent_shape))
+    expected, prompt_embeds, prompt_mask = sana_sprint_one_step(tiny_preset, noise, "latent")
     actual = run_split(tiny_preset, split_block, noise, prompt_embeds, prompt_mask)
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_split_then_decode_equals_pipeline_image(tiny_preset):
-    pipe = sana_sprint_pipeline(tiny_preset)
     noise = torch.from_numpy(candidate_noise(0, range(2), tiny_preset.latent_shape))
+    expected, prompt_embeds, prompt_mask = sana_sprint_one_step(tiny_preset, noise, "np")
     with torch.no_grad():
-        prompt_embeds, prompt_mask = pipe.encode_prompt(
-            [PROMPT] * 2,
-            device="cpu",
-            max_sequence_length=tiny_preset.config.text_max_length,
-            complex_human_instruction=None,
-        )
-        expected = pipe(
-            prompt_embeds=prompt_embeds,
-            prompt_attention_mask=prompt_mask,
-            latents=noise.clone(),
-            num_inference_steps=1,
-            intermediate_timesteps=None,
-            guidance_scale=tiny_preset.config.guidance_scale,
-            output_type="np",
-            height=32,
-            width=32,
-            use_resolution_binning=False,
-        ).images
         latents = run_split(tiny_preset, 7, noise, prompt_embeds, prompt_mask)
         actual = VAEDecoder(tiny_preset.vae)(latents).permute(0, 2, 3, 1).numpy()
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
@@ -113,3 +101,19 @@ def test_split_block_out_of_range_raises(tiny_preset, split_block):
         DiTPrefix(tiny_preset.transformer, split_block, 0.5)
     with pytest.raises(ValueError, match="split_block"):
         DiTSuffix(tiny_preset.transformer, split_block, 0.5)
+
+
+def test_export_friendly_cross_attention_equals_diffusers():
+    """The broadcast-mask processor swapped in for export computes what SanaAttnProcessor2_0 computes."""
+    from vhs.export_friendly import use_export_friendly_attention
+    from vhs.presets.tiny_random import build_tiny_random
+
+    preset = build_tiny_random()  # a fresh transformer with diffusers' own processors
+    noise = torch.from_numpy(candidate_noise(1, range(3), preset.latent_shape))
+    prompt_embeds = torch.randn(3, 32, 32)
+    prompt_mask = torch.ones(3, 32, dtype=torch.long)
+    prompt_mask[:, 9:] = 0
+    original = run_split(preset, 7, noise, prompt_embeds, prompt_mask)
+    use_export_friendly_attention(preset.transformer)
+    swapped = run_split(preset, 7, noise, prompt_embeds, prompt_mask)
+    torch.testing.assert_close(swapped, original, rtol=1e-6, atol=1e-6)

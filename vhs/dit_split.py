@@ -48,6 +48,22 @@ def _input_scale(scm_t: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(scm_t**2 + (1 - scm_t) ** 2)
 
 
+def run_blocks(
+    blocks: nn.ModuleList,
+    hidden_states: torch.Tensor,
+    encoder_hidden_states: torch.Tensor,
+    encoder_attention_bias: torch.Tensor,
+    block_modulation: torch.Tensor,
+    grid_size: tuple[int, int],
+) -> torch.Tensor:
+    """Run Sana blocks as `SanaTransformer2DModel.forward` does (no self-attention mask)."""
+    for block in blocks:
+        hidden_states = block(
+            hidden_states, None, encoder_hidden_states, encoder_attention_bias, block_modulation, *grid_size
+        )
+    return hidden_states
+
+
 class DiTPrefix(nn.Module):
     """Patch embedding, caption projection, timestep+guidance embedding and blocks `0..split_block`.
 
@@ -89,17 +105,15 @@ class DiTPrefix(nn.Module):
             encoder_hidden_states.view(batch_size, -1, hidden_states.shape[-1])
         )
 
-        grid_height, grid_width = height // self.patch_size, width // self.patch_size
-        for block in self.blocks:
-            hidden_states = block(
-                hidden_states,
-                None,
-                encoder_hidden_states,
-                encoder_attention_bias,
-                block_modulation,
-                grid_height,
-                grid_width,
-            )
+        grid_size = (height // self.patch_size, width // self.patch_size)
+        hidden_states = run_blocks(
+            self.blocks,
+            hidden_states,
+            encoder_hidden_states,
+            encoder_attention_bias,
+            block_modulation,
+            grid_size,
+        )
         return (
             hidden_states,
             block_modulation,
@@ -138,16 +152,14 @@ class DiTSuffix(nn.Module):
         batch_size, _, height, width = noise.shape
         p = self.patch_size
         grid_height, grid_width = height // p, width // p
-        for block in self.blocks:
-            hidden_states = block(
-                hidden_states,
-                None,
-                encoder_hidden_states,
-                encoder_attention_bias,
-                block_modulation,
-                grid_height,
-                grid_width,
-            )
+        hidden_states = run_blocks(
+            self.blocks,
+            hidden_states,
+            encoder_hidden_states,
+            encoder_attention_bias,
+            block_modulation,
+            (grid_height, grid_width),
+        )
         hidden_states = self.norm_out(hidden_states, embedded_timestep, self.scale_shift_table)
         hidden_states = self.proj_out(hidden_states)
         hidden_states = hidden_states.reshape(batch_size, grid_height, grid_width, p, p, -1)
