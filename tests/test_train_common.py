@@ -1,10 +1,17 @@
-"""The pieces the training stages share: data, tokenization, the denoiser and the teacher ODE."""
+"""The pieces the training stages share: data, tokenization, checkpoints, the denoiser and the teacher ODE."""
 
 import numpy as np
 import torch
 
 from vhs.shapes import held_out_prompt_texts
-from vhs.train.common import DenoiserX0, sample_ode, tokenize_prompts, training_batch
+from vhs.train.common import (
+    DenoiserX0,
+    load_checkpoint,
+    sample_ode,
+    save_checkpoint,
+    tokenize_prompts,
+    training_batch,
+)
 
 
 def test_training_batch_is_seeded_and_never_an_evaluation_prompt():
@@ -42,3 +49,21 @@ def test_one_step_ode_is_the_served_single_step(tiny_preset, tiny_pipeline):
         )  # fmt: skip
         served = tiny_pipeline.engines[E.DIT_SUFFIX](**prefix, noise=noise, timestep=timestep)
     torch.testing.assert_close(ode, served["denoised_latents"], rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoint_round_trip_restores_weights_optimizer_and_rng(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    save_checkpoint(tmp_path / "checkpoint.pt", 17, {"model": model}, optimizer)
+    expected_draw = torch.rand(3)
+
+    restored = torch.nn.Linear(3, 2)
+    restored_optimizer = torch.optim.AdamW(restored.parameters(), lr=1e-3)
+    assert load_checkpoint(tmp_path / "checkpoint.pt", {"model": restored}, restored_optimizer) == 17
+    torch.testing.assert_close(restored.weight, model.weight)
+    assert restored_optimizer.state_dict()["state"][0]["step"] == 1
+    torch.testing.assert_close(torch.rand(3), expected_draw)
+    assert load_checkpoint(tmp_path / "missing.pt", {"model": restored}, restored_optimizer) == 0

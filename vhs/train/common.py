@@ -56,7 +56,7 @@ def load_checkpoint(path: Path, modules: dict, optimizer: torch.optim.Optimizer)
     """Restore a checkpoint written by `save_checkpoint` if it exists; returns the step to resume at."""
     if not path.is_file():
         return 0
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=True)  # tensors and numbers only: nothing is unpickled
     for name, module in modules.items():
         module.load_state_dict(state["modules"][name])
     optimizer.load_state_dict(state["optimizer"])
