@@ -7,9 +7,8 @@ Two phases:
    Then the encoder is frozen: the latent space is final, `scaling_factor` is set to 1 / std of
    the latents (the DC-AE convention: unit-variance diffusion latents) and the autoencoder is
    saved, so stage 2 can start.
-2. steps [encoder_steps, max_steps): the decoder alone, with object pixels weighted
-   `foreground_weight` times the background: the evaluator reads shapes from their edges, holes
-   and arms, which an unweighted loss on a mostly grey image neglects.
+2. steps [encoder_steps, max_steps): the decoder alone, same loss. Stage 2 trains on the frozen
+   encoder's latents meanwhile (it may run in parallel from step encoder_steps on).
 
     python -m vhs.train.autoencoder     (resumes from build/train/autoencoder/checkpoint.pt)
 """
@@ -18,48 +17,41 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .common import TRAIN_DIR, LossLog, load_checkpoint, save_checkpoint, training_batch, untrained_preset
+from .common import (
+    TRAIN_DIR,
+    LossLog,
+    cosine_learning_rate,
+    load_checkpoint,
+    save_checkpoint,
+    training_batch,
+    untrained_preset,
+)
 
 # -----------------------------------------------------------------------------
 out_dir = TRAIN_DIR / "autoencoder"
 seed = 1
 num_threads = 1  # the 2 cores are shared: a second thread on a busy core spin-waits, 3x slower
 encoder_steps = 1000  # then the encoder is frozen and only the decoder trains
-max_steps = 1300
+max_steps = 1850
 batch_size = 32
 learning_rate = 1e-3
 min_learning_rate = 1e-4
 warmup_steps = 50
 latent_l2_weight = 1e-4
 latent_noise_std = 0.05  # relative to the latent std: robustness of the decoder
-foreground_weight = 5.0  # phase 2: loss weight of object pixels relative to background pixels
 log_interval = 25
-checkpoint_interval = 250
+checkpoint_interval = 100
 eval_batches = 4
 # -----------------------------------------------------------------------------
 
 
-def learning_rate_at(step: int) -> float:
-    """Linear warmup, then cosine decay to min_learning_rate over all steps."""
-    if step < warmup_steps:
-        return learning_rate * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
-    return min_learning_rate + 0.5 * (learning_rate - min_learning_rate) * (1 + np.cos(np.pi * progress))
-
-
-def reconstruction_losses(vae, images, noise_std: float, object_weight: float) -> tuple[torch.Tensor, ...]:
-    """(total loss, unweighted L1, latents) of a batch of images in [-1, 1].
-
-    object_weight: loss weight of pixels that differ from the grey background (1 = unweighted)."""
+def reconstruction_losses(vae, images, noise_std: float) -> tuple[torch.Tensor, ...]:
+    """(total loss, L1, latents) of a batch of images in [-1, 1]."""
     latents = vae.encode(images).latent
     noisy = latents + noise_std * latents.detach().std() * torch.randn_like(latents)
     reconstruction = vae.decode(noisy).sample
-    background = torch.tensor(128 / 127.5 - 1)
-    is_object = ((images - background).abs().amax(dim=1, keepdim=True) > 0.05).float()
-    weight = 1 + (object_weight - 1) * is_object
     error = reconstruction - images
-    loss = (weight * (error.abs() + error.pow(2))).mean() / weight.mean()
-    loss = loss + latent_l2_weight * latents.pow(2).mean()
+    loss = (error.abs() + error.pow(2)).mean() + latent_l2_weight * latents.pow(2).mean()
     return loss, error.abs().mean(), latents
 
 
@@ -70,7 +62,7 @@ def evaluate_and_save(vae, log: LossLog, step: int) -> None:
     l1_values, latent_batches = [], []
     for index in range(eval_batches):
         _, images = training_batch(np.random.default_rng([seed + 1000, index]), batch_size)
-        _, l1, latents = reconstruction_losses(vae, images, 0.0, 1.0)
+        _, l1, latents = reconstruction_losses(vae, images, 0.0)
         l1_values.append(l1.item())
         latent_batches.append(latents)
     latent_std = torch.cat(latent_batches).std().item()
@@ -99,16 +91,16 @@ def main() -> None:
         _, images = training_batch(np.random.default_rng([seed, step]), batch_size)
         decoder_only = step >= encoder_steps
         vae.encoder.requires_grad_(not decoder_only)
+        lr = cosine_learning_rate(step, max_steps, learning_rate, min_learning_rate, warmup_steps)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate_at(step)
-        object_weight = foreground_weight if decoder_only else 1.0
-        loss, l1, _ = reconstruction_losses(vae, images, latent_noise_std, object_weight)
+            group["lr"] = lr
+        loss, l1, _ = reconstruction_losses(vae, images, latent_noise_std)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         optimizer.step()
         if step % log_interval == 0:
-            log(step, loss=loss.item(), l1=l1.item(), lr=learning_rate_at(step))
+            log(step, loss=loss.item(), l1=l1.item(), lr=lr)
             progress.set_postfix(loss=f"{loss.item():.4f}", l1=f"{l1.item():.4f}")
         if (step + 1) % checkpoint_interval == 0 or step + 1 == max_steps:
             save_checkpoint(checkpoint, step + 1, {"vae": vae}, optimizer)

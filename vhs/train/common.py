@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -62,6 +63,17 @@ def load_checkpoint(path: Path, modules: dict, optimizer: torch.optim.Optimizer)
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
     return state["step"]
+
+
+def cosine_learning_rate(
+    step: int, max_steps: int, peak: float, floor: float, warmup_steps: int = 0
+) -> float:
+    """Linear warmup to `peak` over `warmup_steps`, then cosine decay to `floor` at `max_steps`
+    (nanoGPT's schedule: a function of the step alone, so a resumed run needs no scheduler state)."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
+    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
 
 
 class LossLog:

@@ -24,6 +24,7 @@ from .common import (
     TRAIN_DIR,
     DenoiserX0,
     LossLog,
+    cosine_learning_rate,
     load_checkpoint,
     sample_ode,
     save_checkpoint,
@@ -48,12 +49,6 @@ log_interval = 25
 checkpoint_interval = 200
 eval_pairs = 256  # the last pairs are held out from training, for the evaluation loss
 # -----------------------------------------------------------------------------
-
-
-def learning_rate_at(step: int) -> float:
-    """Cosine decay from learning_rate to min_learning_rate."""
-    progress = step / max(1, max_steps)
-    return min_learning_rate + 0.5 * (learning_rate - min_learning_rate) * (1 + np.cos(np.pi * progress))
 
 
 @torch.no_grad()
@@ -116,8 +111,9 @@ def main() -> None:
         rows = torch.from_numpy(
             np.random.default_rng([seed, step]).choice(num_train, batch_size, replace=False)
         )
+        lr = cosine_learning_rate(step, max_steps, learning_rate, min_learning_rate)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate_at(step)
+            group["lr"] = lr
         loss = one_step_loss(student, pairs, rows)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -126,7 +122,7 @@ def main() -> None:
         if step % log_interval == 0 or step + 1 == max_steps:
             with torch.no_grad():
                 eval_loss = one_step_loss(student, pairs, eval_rows).item()
-            log(step, loss=loss.item(), eval_loss=eval_loss, lr=learning_rate_at(step))
+            log(step, loss=loss.item(), eval_loss=eval_loss, lr=lr)
             progress.set_postfix(loss=f"{loss.item():.4f}", eval_loss=f"{eval_loss:.4f}")
         if (step + 1) % checkpoint_interval == 0 or step + 1 == max_steps:
             save_checkpoint(checkpoint, step + 1, {"transformer": preset.transformer}, optimizer)

@@ -20,6 +20,7 @@ from .common import (
     TRAIN_DIR,
     DenoiserX0,
     LossLog,
+    cosine_learning_rate,
     encode_images,
     load_checkpoint,
     save_checkpoint,
@@ -33,7 +34,7 @@ out_dir = TRAIN_DIR / "teacher"
 autoencoder_dir = TRAIN_DIR / "autoencoder" / "vae"
 seed = 2
 num_threads = 1  # the 2 cores are shared: a second thread on a busy core spin-waits, 3x slower
-max_steps = 1000
+max_steps = 700
 batch_size = 64
 learning_rate = 1e-3
 min_learning_rate = 5e-5
@@ -44,14 +45,6 @@ max_loss_weight = 25.0  # clip of 1 / sin(t)^2 near t = 0
 log_interval = 25
 checkpoint_interval = 250
 # -----------------------------------------------------------------------------
-
-
-def learning_rate_at(step: int) -> float:
-    """Linear warmup, then cosine decay to min_learning_rate."""
-    if step < warmup_steps:
-        return learning_rate * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
-    return min_learning_rate + 0.5 * (learning_rate - min_learning_rate) * (1 + np.cos(np.pi * progress))
 
 
 def flow_matching_loss(denoiser, text_encoder, tokenizer, max_length, prompts, y0, generator) -> torch.Tensor:
@@ -88,8 +81,9 @@ def main() -> None:
         prompts = ["" if rng.random() < prompt_dropout else prompt for prompt in prompts]
         with torch.no_grad():
             y0 = encode_images(vae, images)
+        lr = cosine_learning_rate(step, max_steps, learning_rate, min_learning_rate, warmup_steps)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate_at(step)
+            group["lr"] = lr
         generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
         loss = flow_matching_loss(
             denoiser, text_encoder, preset.tokenizer, preset.config.text_max_length, prompts, y0, generator
@@ -99,7 +93,7 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         if step % log_interval == 0:
-            log(step, loss=loss.item(), lr=learning_rate_at(step))
+            log(step, loss=loss.item(), lr=lr)
             progress.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % checkpoint_interval == 0 or step + 1 == max_steps:
             save_checkpoint(checkpoint, step + 1, modules, optimizer)
