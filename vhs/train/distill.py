@@ -2,7 +2,7 @@
 
 1. Teacher ODE pairs: for seeded training prompts and noise, the teacher's deterministic
    probability-flow ODE (`sample_ode`: DDIM steps in TrigFlow, classifier-free guidance) gives the
-   clean latent that noise leads to. The pairs are written once to build/train/student/pairs.pt.
+   clean latent that noise leads to. The pairs are written once to build/train/student/pairs-*.pt.
 2. The student, initialised from the teacher's DiT, is regressed on the pairs at t = pi/2 through
    the serving split (`DenoiserX0`): exactly the call `SanaSprintPipeline(num_inference_steps=1)`
    makes. The text encoder is the teacher's, frozen, so the prompt embeddings are stored with the pairs.
@@ -37,11 +37,11 @@ out_dir = TRAIN_DIR / "student"
 teacher_dir = TRAIN_DIR / "teacher"
 seed = 3
 num_threads = 2  # both cores: nothing else runs meanwhile
-num_pairs = 4096
+num_pairs = 8192
 pair_batch_size = 256
 teacher_steps = 8  # ODE steps of the teacher per pair
 cfg_scale = 2.5  # classifier-free guidance of the teacher (2.5 scored best of 1.5-3)
-max_steps = 400
+max_steps = 600
 batch_size = 64
 learning_rate = 2e-4
 min_learning_rate = 2e-5
@@ -89,7 +89,8 @@ def main() -> None:
     preset.transformer = SanaTransformer2DModel.from_pretrained(teacher_dir / "transformer").eval()
     preset.transformer.requires_grad_(False)
 
-    pairs_path = out_dir / "pairs.pt"
+    # Named by what made them, so changed settings never reuse stale pairs.
+    pairs_path = out_dir / f"pairs-{num_pairs}-steps{teacher_steps}-cfg{cfg_scale}.pt"
     if pairs_path.is_file():
         pairs = torch.load(pairs_path)
     else:
