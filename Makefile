@@ -59,7 +59,7 @@ eval-shapes: setup
 	$(PYTHON) -m vhs.shapes.cli score "$(DIR)"
 
 # --- the `shapes` generator (issue 6) -----------------------------------------------------------
-.PHONY: train-generator eval-generator sample-grid flops
+.PHONY: train-generator eval-teacher eval-generator sample-grid flops
 
 # Train autoencoder -> flow-matching teacher -> one-step student on 2 CPU cores (~1 h 35 min; every
 # stage resumes from its checkpoint under build/train) and write the weights into vhs/presets/shapes.
@@ -68,6 +68,10 @@ train-generator: setup
 	$(PYTHON) -m vhs.train.teacher
 	$(PYTHON) -m vhs.train.distill
 	$(PYTHON) -m vhs.train.assemble
+
+# The many-step teacher (build/train/teacher, 16 ODE steps, guidance 2.5) on the 553 evaluation prompts.
+eval-teacher: setup
+	$(PYTHON) -m vhs.train.evaluate_teacher
 
 # Best-of-1 and oracle Best-of-4 on the 553 evaluation prompts, six task scores each.
 eval-generator: setup

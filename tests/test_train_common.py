@@ -1,6 +1,7 @@
 """The pieces the training stages share: data, tokenization, checkpoints, the denoiser and the teacher ODE."""
 
 import numpy as np
+import pytest
 import torch
 
 from vhs.shapes import held_out_prompt_texts
@@ -67,3 +68,19 @@ def test_checkpoint_round_trip_restores_weights_optimizer_and_rng(tmp_path):
     assert restored_optimizer.state_dict()["state"][0]["step"] == 1
     torch.testing.assert_close(torch.rand(3), expected_draw)
     assert load_checkpoint(tmp_path / "missing.pt", {"model": restored}, restored_optimizer) == 0
+
+
+def test_teacher_schedule_warms_up_decays_and_restarts_each_cycle():
+    from vhs.train import teacher
+
+    start = 0
+    for steps, peak, warmup_steps in teacher.cycles:
+        rates = [teacher.learning_rate(step) for step in range(start, start + steps)]
+        assert rates[0] < peak / 2 and max(rates) == pytest.approx(peak)
+        decay = rates[warmup_steps:]
+        assert all(a >= b for a, b in zip(decay, decay[1:], strict=False))
+        assert rates[-1] == pytest.approx(teacher.min_learning_rate, rel=1e-3)
+        start += steps
+    assert start == teacher.max_steps
+    with pytest.raises(ValueError, match="past the last cycle"):
+        teacher.learning_rate(teacher.max_steps)

@@ -11,6 +11,7 @@
 """
 
 import copy
+import hashlib
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ seed = 3
 num_threads = 2  # both cores: nothing else runs meanwhile
 num_pairs = 8192
 pair_batch_size = 256
-teacher_steps = 8  # ODE steps of the teacher per pair
+teacher_steps = 16  # ODE steps per pair (`evaluate_teacher` after 3000 steps: 16 scored 0.24, 8 scored 0.22)
 cfg_scale = 2.5  # classifier-free guidance of the teacher (2.5 scored best of 1.5-3)
 max_steps = 600
 batch_size = 64
@@ -89,10 +90,12 @@ def main() -> None:
     preset.transformer = SanaTransformer2DModel.from_pretrained(teacher_dir / "transformer").eval()
     preset.transformer.requires_grad_(False)
 
-    # Named by what made them, so changed settings never reuse stale pairs.
-    pairs_path = out_dir / f"pairs-{num_pairs}-steps{teacher_steps}-cfg{cfg_scale}.pt"
+    # Named by what made them (teacher weights and settings), so a new teacher never reuses stale pairs.
+    teacher_weights = teacher_dir / "transformer" / "diffusion_pytorch_model.safetensors"
+    teacher_id = hashlib.sha256(teacher_weights.read_bytes()).hexdigest()[:12]
+    pairs_path = out_dir / f"pairs-{teacher_id}-{num_pairs}-steps{teacher_steps}-cfg{cfg_scale}.pt"
     if pairs_path.is_file():
-        pairs = torch.load(pairs_path)
+        pairs = torch.load(pairs_path, weights_only=True)  # tensors only: nothing is unpickled
     else:
         pairs = make_pairs(preset)
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -42,12 +42,15 @@ def score_generator(pipeline: VHSPipeline, num_candidates: int, every: int = 1) 
         verdicts = [evaluate(image, spec) for image in output.candidate_images]
         passed["best_of_1"][spec.tag].append(verdicts[0])
         passed[f"oracle_best_of_{num_candidates}"][spec.tag].append(any(verdicts))
-    scores = {}
-    for name, by_task in passed.items():
-        tasks = {tag: float(np.mean(values)) for tag, values in by_task.items() if values}
-        scores[name] = {**tasks, "overall": float(np.mean(list(tasks.values())))}
+    scores = {name: task_scores(by_task) for name, by_task in passed.items()}
     scores["images"] = len(entries)
     return scores
+
+
+def task_scores(passed_by_task: dict[str, list[bool]]) -> dict[str, float]:
+    """{task: pass rate, ..., "overall": mean of the task pass rates} (GenEval's overall score)."""
+    tasks = {tag: float(np.mean(values)) for tag, values in passed_by_task.items() if values}
+    return {**tasks, "overall": float(np.mean(list(tasks.values())))}
 
 
 def format_scores(scores: dict) -> str:

@@ -34,11 +34,13 @@ out_dir = TRAIN_DIR / "teacher"
 autoencoder_dir = TRAIN_DIR / "autoencoder" / "vae"
 seed = 2
 num_threads = 2  # both cores: nothing else runs meanwhile
-max_steps = 3000
+# Cosine cycles with warm restarts (SGDR): (steps, peak learning rate, warmup steps). The samples
+# still improved at the end of each cycle (16-step ODE with guidance 2.5 on the evaluation prompts:
+# 0.24 after the first, 0.32 after the second); each restart continues at half the first peak.
+cycles = ((3000, 1e-3, 200), (1500, 5e-4, 50), (1500, 5e-4, 50))
+max_steps = sum(steps for steps, _, _ in cycles)
 batch_size = 64
-learning_rate = 1e-3
 min_learning_rate = 5e-5
-warmup_steps = 200
 prompt_dropout = 0.1  # fraction of empty prompts, for classifier-free guidance
 t_min = 0.02
 max_loss_weight = 25.0  # clip of 1 / sin(t)^2 near t = 0
@@ -60,6 +62,16 @@ def flow_matching_loss(denoiser, text_encoder, tokenizer, max_length, prompts, y
     return (weight * (y0_hat - y0).pow(2).mean(dim=(1, 2, 3))).mean()
 
 
+def learning_rate(step: int) -> float:
+    """The learning rate at `step`: cosine decay within each of the `cycles`."""
+    start = 0
+    for steps, peak, warmup_steps in cycles:
+        if step < start + steps:
+            return cosine_learning_rate(step - start, steps, peak, min_learning_rate, warmup_steps)
+        start += steps
+    raise ValueError(f"step {step} is past the last cycle ({max_steps} steps)")
+
+
 def main() -> None:
     torch.set_num_threads(num_threads)
     torch.manual_seed(seed)
@@ -69,7 +81,7 @@ def main() -> None:
     denoiser = DenoiserX0(preset)
     modules = {"text_encoder": text_encoder, "transformer": transformer}
     parameters = list(text_encoder.parameters()) + list(transformer.parameters())
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate(0), weight_decay=0.0)
     checkpoint = out_dir / "checkpoint.pt"
     step = load_checkpoint(checkpoint, modules, optimizer)
     log = LossLog(out_dir)
@@ -81,7 +93,7 @@ def main() -> None:
         prompts = ["" if rng.random() < prompt_dropout else prompt for prompt in prompts]
         with torch.no_grad():
             y0 = encode_images(vae, images)
-        lr = cosine_learning_rate(step, max_steps, learning_rate, min_learning_rate, warmup_steps)
+        lr = learning_rate(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
         generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
