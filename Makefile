@@ -61,7 +61,7 @@ eval-shapes: setup
 # --- the `shapes` generator (issue 6) -----------------------------------------------------------
 .PHONY: train-generator eval-teacher eval-generator sample-grid flops
 
-# Train autoencoder -> flow-matching teacher -> one-step student on 2 CPU cores (~2 h 20 min; every
+# Train autoencoder -> flow-matching teacher -> one-step student on 2 CPU cores (~3 h 10 min; every
 # stage resumes from its checkpoint under build/train) and write the weights into vhs/presets/shapes.
 train-generator: setup
 	$(PYTHON) -m vhs.train.autoencoder
