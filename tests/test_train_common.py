@@ -84,3 +84,17 @@ def test_teacher_schedule_warms_up_decays_and_restarts_each_cycle():
     assert start == teacher.max_steps
     with pytest.raises(ValueError, match="past the last cycle"):
         teacher.learning_rate(teacher.max_steps)
+
+
+@pytest.mark.parametrize(
+    ("time_sampling", "share_above_1", "share_below_0_2"),
+    [("uniform", 0.36, 0.115), ("logit_normal", 0.49, 0.05)],
+)
+def test_teacher_times_follow_the_chosen_density(monkeypatch, time_sampling, share_above_1, share_below_0_2):
+    from vhs.train import teacher
+
+    monkeypatch.setattr(teacher, "time_sampling", time_sampling)
+    t = teacher.sample_times(200_000, torch.Generator().manual_seed(0))
+    assert t.min() >= teacher.t_min and t.max() <= np.pi / 2
+    assert (t > 1).float().mean().item() == pytest.approx(share_above_1, abs=0.01)
+    assert (t < 0.2).float().mean().item() == pytest.approx(share_below_0_2, abs=0.01)
