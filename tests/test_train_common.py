@@ -88,7 +88,7 @@ def test_teacher_schedule_warms_up_decays_and_restarts_each_cycle():
 
 @pytest.mark.parametrize(
     ("time_sampling", "share_above_1", "share_below_0_2"),
-    [("uniform", 0.36, 0.115), ("logit_normal", 0.49, 0.05)],
+    [("uniform", 0.368, 0.116), ("logit_normal", 0.49, 0.05)],
 )
 def test_teacher_times_follow_the_chosen_density(monkeypatch, time_sampling, share_above_1, share_below_0_2):
     from vhs.train import teacher
@@ -98,3 +98,11 @@ def test_teacher_times_follow_the_chosen_density(monkeypatch, time_sampling, sha
     assert t.min() >= teacher.t_min and t.max() <= np.pi / 2
     assert (t > 1).float().mean().item() == pytest.approx(share_above_1, abs=0.01)
     assert (t < 0.2).float().mean().item() == pytest.approx(share_below_0_2, abs=0.01)
+
+
+def test_teacher_refuses_an_unknown_time_density(monkeypatch):
+    from vhs.train import teacher
+
+    monkeypatch.setattr(teacher, "time_sampling", "logitnormal")
+    with pytest.raises(ValueError, match="time_sampling"):
+        teacher.sample_times(4, torch.Generator().manual_seed(0))

@@ -60,6 +60,8 @@ checkpoint_interval = 250
 
 def sample_times(batch: int, generator: torch.Generator) -> torch.Tensor:
     """(batch,) TrigFlow times in [t_min, pi/2], drawn as `time_sampling` says."""
+    if time_sampling not in ("uniform", "logit_normal"):
+        raise ValueError(f"time_sampling must be 'uniform' or 'logit_normal', got {time_sampling!r}")
     if time_sampling == "uniform":
         return t_min + (np.pi / 2 - t_min) * torch.rand(batch, generator=generator)
     sigma = compute_density_for_timestep_sampling(
