@@ -46,7 +46,7 @@ min_learning_rate = 5e-5
 prompt_dropout = 0.1  # fraction of empty prompts, for classifier-free guidance
 # Times: "uniform" in t made the shipped weights. "logit_normal" is SD3's density on the
 # rectified-flow sigma, tan(t) = sigma / (1 - sigma), shifted towards noise: half the samples at
-# t > 1, where layout, position and colour binding are decided, against 36 % for uniform. It leads
+# t > 1, where layout, position and colour binding are decided, against 37 % for uniform. It leads
 # early and not late (`evaluate_teacher` after the first three cycles: 0.300 / 0.368 / 0.401 against
 # uniform's 0.227 / 0.332 / 0.390): a faster start, not a better teacher.
 time_sampling = "uniform"
@@ -67,7 +67,7 @@ def sample_times(batch: int, generator: torch.Generator) -> torch.Tensor:
     sigma = compute_density_for_timestep_sampling(
         time_sampling, batch, logit_mean=logit_mean, logit_std=logit_std, generator=generator
     )
-    return torch.atan(sigma / (1 - sigma)).clamp(t_min, np.pi / 2)
+    return torch.atan2(sigma, 1 - sigma).clamp(t_min, np.pi / 2)
 
 
 def flow_matching_loss(denoiser, text_encoder, tokenizer, max_length, prompts, y0, generator) -> torch.Tensor:
