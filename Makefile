@@ -23,6 +23,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check vhs export client benchmarks tests model_repository
+	$(VENV)/bin/ruff format --check vhs export client benchmarks tests model_repository
 
 clean:
 	rm -rf $(BUILD)

@@ -1,15 +1,15 @@
 """Shapes world: a procedural GenEval-style benchmark with an exact automatic evaluator.
 
-    world        SHAPES, COLORS, Scene / SceneObject, render_scene
-    prompts      PromptSpec (GenEval's metadata), prompt_text, parse_prompt
-    prompt_sets  evaluation_prompts (fixed), sample_training_prompt (disjoint from them)
-    scenes       random_scene, scene_for_prompt, near_miss_scene, sample_training_scene
-    detect       detect_objects: objects from pixels
-    rules        GenEval's pass/fail rules on objects
-    captions     caption_scene, caption_image
-    evaluate     evaluate, evaluate_with_reason, score_folder
-    layout       GenEval's folder layout: write_prompt_folder, read_prompt_folders
-    cli          vhs-eval-shapes
+world        SHAPES, COLORS, Scene / SceneObject, render_scene
+prompts      PromptSpec (GenEval's metadata), prompt_text, parse_prompt
+prompt_sets  evaluation_prompts (fixed), sample_training_prompt (disjoint from them)
+scenes       random_scene, scene_for_prompt, near_miss_scene, sample_training_scene
+detect       detect_objects: objects from pixels
+rules        GenEval's pass/fail rules on objects
+captions     caption_scene, caption_image
+evaluate     evaluate, evaluate_with_reason, score_folder
+layout       GenEval's folder layout: write_prompt_folder, read_prompt_folders
+cli          vhs-eval-shapes
 """
 
 from vhs.shapes.captions import caption_image, caption_objects, caption_scene

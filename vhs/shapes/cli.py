@@ -1,9 +1,9 @@
 """vhs-eval-shapes: score a GenEval-layout folder with the shapes evaluator, or write a reference one.
 
-    vhs-eval-shapes DIR [--results FILE]     score DIR (the same as `vhs-eval-shapes score DIR`)
-    vhs-eval-shapes render-reference OUT [--samples 4] [--size 64] [--seed 0]
-                                             write the evaluation prompts with correct rendered
-                                             scenes ("ground truth" images: every score is 1.0)
+vhs-eval-shapes DIR [--results FILE]     score DIR (the same as `vhs-eval-shapes score DIR`)
+vhs-eval-shapes render-reference OUT [--samples 4] [--size 64] [--seed 0]
+                                         write the evaluation prompts with correct rendered
+                                         scenes ("ground truth" images: every score is 1.0)
 """
 
 import argparse

@@ -157,4 +157,3 @@ def sample_training_scene(rng: np.random.Generator) -> tuple[Scene, str]:
         caption = caption_scene(scene)
         if caption not in held_out:
             return scene, caption
-
