@@ -13,6 +13,7 @@ from vhs.train.common import (
     tokenize_prompts,
     training_batch,
 )
+from vhs.train.distill import pseudo_huber
 
 
 def test_training_batch_is_seeded_and_never_an_evaluation_prompt():
@@ -106,3 +107,16 @@ def test_teacher_refuses_an_unknown_time_density(monkeypatch):
     monkeypatch.setattr(teacher, "time_sampling", "logitnormal")
     with pytest.raises(ValueError, match="time_sampling"):
         teacher.sample_times(4, torch.Generator().manual_seed(0))
+
+
+def test_pseudo_huber_reads_as_rms_error_and_gives_each_pair_an_equal_pull():
+    target = torch.zeros(4, 8, 8, 8)
+    assert pseudo_huber(target, target).item() == 0.0
+    assert pseudo_huber(torch.full_like(target, 0.5), target).item() == pytest.approx(0.5, abs=1e-3)
+    # One pair 20x further off than the others: under MSE it would pull 20x harder, here as hard.
+    prediction = torch.full_like(target, 0.1)
+    prediction[0] = 2.0
+    prediction.requires_grad_(True)
+    pseudo_huber(prediction, target).backward()
+    pull = prediction.grad.flatten(1).norm(dim=1)
+    assert pull[0].item() == pytest.approx(pull[1].item(), rel=1e-3)
