@@ -1,4 +1,4 @@
-"""The generator's scorer: Best-of-1 judges candidate 0, the oracle Best-of-N every candidate."""
+"""The generator's scorer: Best-of-1 judges candidate 0, the oracle Best-of-N and the mean every candidate."""
 
 from vhs.train import evaluate_generator
 
@@ -16,4 +16,5 @@ def test_oracle_sees_all_n_candidates_and_best_of_1_only_the_first(tiny_pipeline
     assert len({image.tobytes() for image in judged[:4]}) == 4, "four different candidates"
     assert scores["best_of_1"]["overall"] == 0.0
     assert scores["oracle_best_of_4"]["overall"] == 1.0
+    assert scores["mean_of_4"]["overall"] == 0.25
     assert set(scores["best_of_1"]) - {"overall"} <= set(evaluate_generator.TASKS)

@@ -28,12 +28,15 @@ GRID_LABEL_WIDTH = 300
 
 
 def score_generator(pipeline: VHSPipeline, num_candidates: int, every: int = 1) -> dict:
-    """{"best_of_1": {task: score, ..., "overall": mean}, "oracle_best_of_N": {...}, "images": count}.
+    """{"best_of_1": {task: score, ..., "overall": mean}, "oracle_best_of_N": {...}, "mean_of_N": {...},
+    "images": count}. mean_of_N is the pass rate over all N candidates: Best-of-1's expectation over
+    N noise draws, N times the images, so it separates two generators with less noise.
 
     every: score every `every`-th evaluation entry only (a quick check during training)."""
     passed = {
         "best_of_1": {tag: [] for tag in TASKS},
         f"oracle_best_of_{num_candidates}": {tag: [] for tag in TASKS},
+        f"mean_of_{num_candidates}": {tag: [] for tag in TASKS},
     }
     entries = list(enumerate(evaluation_prompts()))[::every]
     for seed, spec in tqdm(entries, desc="evaluation prompts"):
@@ -42,6 +45,7 @@ def score_generator(pipeline: VHSPipeline, num_candidates: int, every: int = 1) 
         verdicts = [evaluate(image, spec) for image in output.candidate_images]
         passed["best_of_1"][spec.tag].append(verdicts[0])
         passed[f"oracle_best_of_{num_candidates}"][spec.tag].append(any(verdicts))
+        passed[f"mean_of_{num_candidates}"][spec.tag].extend(verdicts)
     scores = {name: task_scores(by_task) for name, by_task in passed.items()}
     scores["images"] = len(entries)
     return scores
