@@ -8,7 +8,7 @@ EXPORT := $(BUILD)/$(PRESET)
 REPO   ?= $(EXPORT)/model_repository
 SOURCES := $(shell find vhs export model_repository -name '*.py' -o -name '*.json' -o -name '*.safetensors')
 
-.PHONY: setup test lint export serve demo perf bench-latency eval-shapes clean
+.PHONY: setup test lint export serve demo perf bench-latency eval-shapes evaluator-robustness clean
 
 setup: $(VENV)/.installed
 
@@ -58,6 +58,11 @@ serve: setup
 eval-shapes: setup
 	@test -n "$(DIR)" || { echo "usage: make eval-shapes DIR=<GenEval-layout folder>" >&2; exit 2; }
 	$(PYTHON) -m vhs.shapes.cli score "$(DIR)"
+
+# The evaluator against verdicts by construction on perturbed renders (blur, noise, off-palette
+# colour, JPEG, ragged edges, touching objects, cut by the frame, empty images): the README's table.
+evaluator-robustness: setup
+	$(PYTHON) -m vhs.shapes.robustness --cases 500
 
 # --- the `shapes` generator (issue 6) -----------------------------------------------------------
 .PHONY: train-generator eval-teacher eval-generator sample-grid flops

@@ -58,11 +58,6 @@ class SceneObject:
         if self.color not in COLORS:
             raise ValueError(f"color={self.color!r} is not one of {tuple(COLORS)}")
 
-    @property
-    def center_of_mass(self) -> tuple[float, float]:
-        """(x, y) of the shape's centre of mass: the box centre, except for the triangle."""
-        return self.x, self.y + CENTER_OF_MASS_DROP[self.shape] * self.size
-
 
 @dataclass(frozen=True)
 class Scene:
@@ -101,14 +96,20 @@ def shape_fill_ratio(shape: str) -> float:
     return float(shape_mask(shape, samples[None, :], samples[:, None]).mean())
 
 
-def render_scene(scene: Scene, size: int = 64) -> np.ndarray:
-    """Draw a scene, antialiased.
+def render_scene(
+    scene: Scene, size: int = 64, object_colors: list[tuple[float, float, float]] | None = None
+) -> np.ndarray:
+    """Draw a scene, antialiased. Objects may reach beyond the frame; later ones cover earlier ones.
 
-    Returns a uint8 array (size, size, 3), RGB. Deterministic: the same scene gives the same pixels.
+    object_colors: the RGB of each object instead of its palette colour (off-palette renders for
+    testing the evaluator). Returns a uint8 array (size, size, 3), RGB. Deterministic: the same
+    scene gives the same pixels.
     """
+    if object_colors is None:
+        object_colors = [COLORS[obj.color] for obj in scene.objects]
     canvas = np.empty((size, size, 3), np.float32)
     canvas[:] = BACKGROUND
-    for obj in scene.objects:
+    for obj, rgb in zip(scene.objects, object_colors, strict=True):
         # Only the pixels under the object's box are touched.
         half_side = obj.size / 2
         left = max(int(np.floor((obj.x - half_side) * size)), 0)
@@ -122,5 +123,5 @@ def render_scene(scene: Scene, size: int = 64) -> np.ndarray:
         coverage = inside.reshape(bottom - top, SUPERSAMPLING, right - left, SUPERSAMPLING).mean(axis=(1, 3))
         coverage = coverage[:, :, None].astype(np.float32)
         window = canvas[top:bottom, left:right]
-        window[:] = window * (1 - coverage) + coverage * np.float32(COLORS[obj.color])
+        window[:] = window * (1 - coverage) + coverage * np.asarray(rgb, np.float32)
     return np.round(canvas).astype(np.uint8)
