@@ -1,8 +1,9 @@
 """Generation + verification latency of every mode, side by side in one run (`make bench-latency`).
 
 For each N it times, interleaved round-robin so machine noise hits every column alike:
-    served  vhs / clip / latent   the real Triton server, one gRPC request per prompt (client round trip)
-    served  none                  Best-of-1 (N is ignored), the floor for every comparison
+    served  <mode>                the real Triton server, one gRPC request per prompt (client round trip),
+                                  for every mode of the table (vhs/modes.py); "none" is Best-of-1 (only
+                                  candidate 0 is generated), the floor for every comparison
     in-process vhs                the PyTorch reference pipeline in this process (no server)
 and prints medians and the ratios the paper reports (VHS time over CLIP-verifier time, ...), writes a
 CSV and a plot. Ratios, not absolute times, are what carry over between machines.
@@ -21,6 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from client.vhs_client import VHSClient
+from vhs.modes import mode_names
 from vhs.pipeline import VHSPipeline
 from vhs.serving.server import TritonServer
 
@@ -30,7 +32,7 @@ PROMPTS = (
     "a photo of three triangles",
     "a photo of a blue square left of a green ring",
 )
-COLUMNS = ("served vhs", "served clip", "served latent", "served none", "in-process vhs")
+COLUMNS = (*(f"served {mode}" for mode in mode_names()), "in-process vhs")
 
 
 def measure(
@@ -105,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         def served(mode: str) -> Callable[[str, int], None]:
             return lambda prompt, n: client.generate(prompt, n, 0, mode)
 
-        runners = {f"served {mode}": served(mode) for mode in ("vhs", "clip", "latent", "none")}
+        runners = {f"served {mode}": served(mode) for mode in mode_names()}
         runners["in-process vhs"] = lambda prompt, n: pipeline(prompt, n, 0, "vhs")
         for run in runners.values():  # warm-up: lazy initialisation stays out of the figures
             run(PROMPTS[0], max(candidate_counts))

@@ -13,18 +13,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from vhs import engine_names as E
 from vhs import protocol as P
+from vhs.modes import MODES
 from vhs.serving.perf_analyzer import run_perf_analyzer
 from vhs.serving.server import TritonServer
 
-# The engines each mode calls (perf_analyzer fails on a composing model that never ran).
-ENGINES_BY_MODE = {
-    "vhs": (E.TEXT_ENCODER, E.DIT_PREFIX, E.CONNECTOR, E.LLM, E.DIT_SUFFIX, E.VAE_DECODER),
-    "clip": (E.TEXT_ENCODER, E.DIT_PREFIX, E.DIT_SUFFIX, E.VAE_DECODER, E.CLIP_VISION, E.LLM),
-    "latent": (E.TEXT_ENCODER, E.DIT_PREFIX, E.DIT_SUFFIX, E.LATENT_CONNECTOR, E.LLM, E.VAE_DECODER),
-    "none": (E.TEXT_ENCODER, E.DIT_PREFIX, E.DIT_SUFFIX, E.VAE_DECODER),
-}
 PROMPTS = ("a photo of a red circle", "a photo of three triangles", "a photo of a blue square left of a ring")
 
 
@@ -59,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 server.grpc_url,
                 concurrency_range=args.concurrency_range,
                 input_data=data_path,
-                bls_composing_models=ENGINES_BY_MODE[mode],
+                # the engines the mode calls: perf_analyzer fails on a composing model that never ran
+                bls_composing_models=MODES[mode].engines,
                 measurement_interval_ms=args.measurement_interval_ms,
                 build_dir=args.build_dir,
             )

@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from vhs import protocol as P
+from vhs.modes import DEFAULT_MODE, mode_names
 
 from .contact_sheet import contact_sheet
 from .vhs_client import DEFAULT_URLS, PROTOCOLS, GenerationResult, VHSClient, VHSRequestError
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("prompt")
     generate.add_argument("-n", "--num-candidates", type=int, help="N (default: the server preset's)")
     generate.add_argument("--seed", type=int, help=f"default {P.DEFAULT_SEED}")
-    generate.add_argument("--mode", choices=P.MODES, help=f"default {P.DEFAULT_MODE}")
+    generate.add_argument("--mode", choices=mode_names(), help=f"default {DEFAULT_MODE}")
     generate.add_argument("-o", "--output", type=Path, default=Path("out.png"), help="selected image (PNG)")
     generate.add_argument(
         "--all", action="store_true", help="also decode every candidate and write <output stem>_all.png"
@@ -55,15 +56,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.all:
         sheet_path = args.output.with_name(f"{args.output.stem}_all.png")
         contact_sheet(result.candidate_images, result.scores, result.selected).save(sheet_path)
-        print(f"wrote {sheet_path} ({len(result.scores)} candidates)")
+        print(f"wrote {sheet_path} ({len(result.candidate_images)} candidates)")
     return 0
 
 
 def format_result(result: GenerationResult) -> str:
     """Scores with the selected candidate marked, then the timing breakdown, as a plain-text table."""
-    lines = ["candidate  P(yes)"]
-    for index, score in enumerate(result.scores):
-        lines.append(f"{index:>9}  {score:.4f}" + ("  <- selected" if index == result.selected else ""))
+    if len(result.scores):
+        lines = ["candidate  P(yes)"]
+        for index, score in enumerate(result.scores):
+            lines.append(f"{index:>9}  {score:.4f}" + ("  <- selected" if index == result.selected else ""))
+    else:
+        lines = [f"candidate {result.selected} selected (no verifier in this mode)"]
     stage_width = max([len(stage) for stage in result.timings_ms] + [len("round trip (client)")])
     lines += ["", f"{'stage':<{stage_width}}  {'ms':>9}"]
     lines += [f"{stage:<{stage_width}}  {ms:>9.2f}" for stage, ms in result.timings_ms.items()]

@@ -22,7 +22,8 @@ def contact_sheet(
 ) -> Image.Image:
     """Lay out candidates in a grid with their scores; the selected candidate gets a green frame.
 
-    candidate_images: uint8 [N, H, W, 3]. scores: [N] (P(yes)). selected: index in [0, N).
+    candidate_images: uint8 [N, H, W, 3]. scores: [N] (P(yes)), or [0] from a mode without a verifier
+    (tiles are captioned without a score). selected: index in [0, N).
     columns: tiles per row, default ceil(sqrt(N)).
     """
     if candidate_images.ndim != 4 or candidate_images.shape[-1] != 3 or candidate_images.dtype != np.uint8:
@@ -33,8 +34,8 @@ def contact_sheet(
     count, height, width, _ = candidate_images.shape
     if count == 0:
         raise ValueError("candidate_images holds no candidates (N = 0): request them with return_candidates")
-    if len(scores) != count:
-        raise ValueError(f"scores must have one value per candidate ({count}), got {len(scores)}")
+    if len(scores) not in (0, count):
+        raise ValueError(f"scores must have one value per candidate ({count}) or none, got {len(scores)}")
     if not 0 <= selected < count:
         raise ValueError(f"selected must be in [0, {count - 1}], got {selected}")
     scale = max(1, math.ceil(MIN_TILE_PIXELS / min(height, width)))
@@ -46,7 +47,7 @@ def contact_sheet(
     sheet = Image.new("RGB", (columns * cell_width + GAP_PIXELS, rows * cell_height + GAP_PIXELS), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
-    for index, (image, score) in enumerate(zip(candidate_images, scores, strict=True)):
+    for index, image in enumerate(candidate_images):
         left = GAP_PIXELS + (index % columns) * cell_width
         top = GAP_PIXELS + (index // columns) * cell_height
         if index == selected:
@@ -55,7 +56,8 @@ def contact_sheet(
             draw.rectangle((left, top, frame_right, frame_bottom), fill=SELECTED_COLOR)
         tile = Image.fromarray(image).resize((tile_width, tile_height), Image.NEAREST)
         sheet.paste(tile, (left + FRAME_PIXELS, top + FRAME_PIXELS))
-        caption = f"#{index}  {float(score):.3f}" + ("  selected" if index == selected else "")
+        score = f"  {float(scores[index]):.3f}" if len(scores) else ""
+        caption = f"#{index}{score}" + ("  selected" if index == selected else "")
         draw.text(
             (left + FRAME_PIXELS, top + tile_height + 2 * FRAME_PIXELS + 4),
             caption,

@@ -21,14 +21,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import onnxruntime
+import torch
 from tqdm import tqdm
 
-from vhs import engine_names as E
+from vhs.engine_names import VAE_DECODER
 from vhs.engines import build_engines
+from vhs.modes import all_engines, llm_engines
 from vhs.presets import load_preset, load_preset_config
 from vhs.serving.orchestrator import LLM_TOKENIZER_DIR, TEXT_TOKENIZER_DIR
 
-from .graphs import EXAMPLE_BATCH, example_inputs, export_onnx, graph_io
+from .graphs import EXAMPLE_BATCH, example_inputs, export_onnx, graph_io, visual_token_counts
 from .manifest import FORMAT_VERSION, file_sha256
 from .parity import ATOL, RTOL, check_parity, inspect_model
 from .repository import BACKENDS, write_repository
@@ -87,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def export(args: argparse.Namespace, folder: Path) -> str:
     """Export into `folder`; returns the one-screen summary."""
-    with tqdm(total=len(E.ALL) + 3, desc="export", unit="step") as progress:
+    with tqdm(total=len(all_engines()) + 3, desc="export", unit="step") as progress:
         return _export(args, folder, progress)
 
 
@@ -109,7 +111,7 @@ def _export(args: argparse.Namespace, folder: Path, progress: tqdm) -> str:
     onnx_dir = folder / "onnx"
     onnx_dir.mkdir()
     manifest_engines, graph_files, rows, inspections = {}, {}, [], []
-    for name in E.ALL:
+    for name in all_engines():
         progress.set_postfix_str(name)
         start = time.perf_counter()
         path = onnx_dir / f"{name}.onnx"
@@ -127,7 +129,7 @@ def _export(args: argparse.Namespace, folder: Path, progress: tqdm) -> str:
         if args.backend == "tensorrt_plan":
             graph_files[name] = folder / "plans" / f"{name}.plan"
             graph_files[name].parent.mkdir(exist_ok=True)
-            profile = optimization_profile(graph_inputs, max_batch_size, _token_bounds(name, preset))
+            profile = optimization_profile(graph_inputs, max_batch_size, _token_bounds(name, engines, inputs))
             build_plan(path, graph_files[name], profile, args.precision)
         manifest_engines[name] = {
             "inputs": graph_inputs,
@@ -140,7 +142,8 @@ def _export(args: argparse.Namespace, folder: Path, progress: tqdm) -> str:
         progress.update()
 
     progress.set_postfix_str("model repository")
-    images = inputs[E.CLIP_VISION]["images"]
+    with torch.no_grad():
+        images = engines[VAE_DECODER](**inputs[VAE_DECODER])["images"]
     manifest = {
         "format_version": FORMAT_VERSION,
         "preset": dataclasses.asdict(preset.config),
@@ -172,16 +175,13 @@ def _export(args: argparse.Namespace, folder: Path, progress: tqdm) -> str:
     return summary
 
 
-def _token_bounds(name: str, preset) -> dict:
-    """TensorRT bounds of the llm's visual-token axis: every verifier's token count must fit (opt: VHS)."""
-    if name != E.LLM:
+def _token_bounds(name: str, engines: dict, inputs: dict) -> dict:
+    """TensorRT bounds of an LLM's visual-token axis: every token count of the modes it scores must fit
+    (opt: the first mode's, VHS for the shared `llm`)."""
+    if name not in llm_engines():
         return {}
-    _, height, width = preset.latent_shape
-    patch = preset.transformer.config.patch_size
-    clip = preset.clip_vision.config
-    vhs_tokens = (height // patch) * (width // patch)
-    counts = [vhs_tokens, height * width, (clip.image_size // clip.patch_size) ** 2]
-    return {"visual_tokens": {1: (min(counts), vhs_tokens, max(counts))}}
+    counts = visual_token_counts(engines, inputs, name)
+    return {"visual_tokens": {1: (min(counts), counts[0], max(counts))}}
 
 
 def _summary(args: argparse.Namespace, config, rows: list[tuple]) -> str:

@@ -18,9 +18,10 @@ import numpy as np
 import onnx
 import torch
 
-from vhs import engine_names as E
+from vhs.best_of_n import BestOfN
+from vhs.engine_names import TEXT_ENCODER
 from vhs.engines import Engine
-from vhs.noise import candidate_noise
+from vhs.modes import GENERATION_CHAIN, MODES, llm_engines, modes_scored_by
 from vhs.presets import Preset
 
 EXAMPLE_PROMPT = "a photo of a red circle left of a blue square"
@@ -33,46 +34,58 @@ logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # e.g. "torchvision is 
 def example_inputs(
     preset: Preset, engines: dict[str, Engine], batch: int
 ) -> dict[str, dict[str, torch.Tensor]]:
-    """Realistic inputs of every engine for `batch` candidates, made by running the engines upstream."""
+    """Realistic inputs of every engine for `batch` candidates, made by running the engines upstream:
+    the generation chain as a request runs it, every mode's visual encoder on what it reads, and each
+    LLM on the visual tokens of the first mode it scores (VHS for the shared `llm`)."""
     tokens = preset.prompt_tokenizer(EXAMPLE_PROMPT)
     rows = [0] * batch
-    timestep = torch.full((batch,), preset.config.max_timesteps)
     inputs = {
-        E.TEXT_ENCODER: {
-            "input_ids": torch.from_numpy(tokens.input_ids[rows]),
-            "attention_mask": torch.from_numpy(tokens.attention_mask[rows]),
-        }
+        TEXT_ENCODER: _torch(
+            {"input_ids": tokens.input_ids[rows], "attention_mask": tokens.attention_mask[rows]}
+        )
     }
+    best_of_n = BestOfN(preset.latent_shape, preset.config.max_timesteps, preset.config.guidance_scale)
     with torch.no_grad():
-        prompt_embeds = engines[E.TEXT_ENCODER](**inputs[E.TEXT_ENCODER])["prompt_embeds"]
-        noise = torch.from_numpy(candidate_noise(0, range(batch), preset.latent_shape))
-        inputs[E.DIT_PREFIX] = {
-            "noise": noise,
-            "prompt_embeds": prompt_embeds,
-            "prompt_attention_mask": inputs[E.TEXT_ENCODER]["attention_mask"],
-            "timestep": timestep,
-            "guidance": torch.full((batch,), preset.config.guidance_scale),
+        prompt_embeds = engines[TEXT_ENCODER](**inputs[TEXT_ENCODER])["prompt_embeds"][:1]
+        state = _torch(best_of_n.initial_state(0, list(range(batch)), prompt_embeds, tokens))
+        for stage in GENERATION_CHAIN:
+            inputs[stage] = _declared(engines[stage], state)
+            state |= engines[stage](**inputs[stage])
+        question = {
+            "question_ids": tokens.question_ids[rows],
+            "question_length": tokens.question_length[rows],
         }
-        prefix = engines[E.DIT_PREFIX](**inputs[E.DIT_PREFIX])
-        inputs[E.DIT_SUFFIX] = {**prefix, "noise": noise, "timestep": timestep}
-        latents = engines[E.DIT_SUFFIX](**inputs[E.DIT_SUFFIX])["denoised_latents"]
-        inputs[E.VAE_DECODER] = {"denoised_latents": latents}
-        inputs[E.LATENT_CONNECTOR] = {"denoised_latents": latents}
-        inputs[E.CLIP_VISION] = {"images": engines[E.VAE_DECODER](denoised_latents=latents)["images"]}
-        inputs[E.CONNECTOR] = {"hidden_states": prefix["hidden_states"]}
-        inputs[E.LLM] = {
-            "visual_tokens": engines[E.CONNECTOR](**inputs[E.CONNECTOR])["visual_tokens"],
-            "question_ids": torch.from_numpy(tokens.question_ids[rows]),
-            "question_length": torch.from_numpy(tokens.question_length[rows]),
-        }
+        for mode in MODES.values():
+            if mode.verifies:
+                inputs[mode.visual_encoder] = _declared(engines[mode.visual_encoder], state)
+        for llm in llm_engines():
+            encoder = modes_scored_by(llm)[0].visual_encoder
+            inputs[llm] = {**engines[encoder](**inputs[encoder]), **_torch(question)}
     return inputs
+
+
+def visual_token_counts(engines: dict[str, Engine], inputs: dict[str, dict[str, torch.Tensor]], llm: str):
+    """The visual-token count of every mode `llm` scores, the first mode's first (its TensorRT opt)."""
+    with torch.no_grad():
+        return [
+            engines[mode.visual_encoder](**inputs[mode.visual_encoder])["visual_tokens"].shape[1]
+            for mode in modes_scored_by(llm)
+        ]
+
+
+def _declared(engine: Engine, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensors[name] for name in engine.input_names}
+
+
+def _torch(arrays: dict) -> dict[str, torch.Tensor]:
+    return {name: torch.as_tensor(array) for name, array in arrays.items()}
 
 
 def export_onnx(name: str, engine: Engine, inputs: dict[str, torch.Tensor], path: Path, opset: int) -> None:
     """Export one engine to `path` (a single file; weights inline below 2 GB, external data above)."""
     batch = torch.export.Dim("batch", min=1, max=1024)
     dynamic_shapes = {input_name: {0: batch} for input_name in engine.input_names}
-    if name == E.LLM:
+    if name in llm_engines():
         dynamic_shapes["visual_tokens"] = {
             0: batch,
             1: torch.export.Dim("visual_tokens", max=MAX_VISUAL_TOKENS),

@@ -8,6 +8,7 @@ empty prompt or unknown mode is answered with Triton's INVALID_ARG.
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 from client.cli import main as cli_main
+from client.contact_sheet import CAPTION_PIXELS, FRAME_PIXELS, GAP_PIXELS, MIN_TILE_PIXELS
 from client.vhs_client import AsyncVHSClient, ImageRequest, VHSClient, VHSRequestError
 from vhs import protocol as P
 from vhs.serving.server import TritonServer
@@ -49,6 +51,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from vhs import protocol as P
+from vhs.modes import DEFAULT_MODE, MODES
 
 SIDE = {IMAGE_SIDE}
 
@@ -65,11 +68,11 @@ def generate(request):
     prompt = scalar(request, P.PROMPT, "")
     count = scalar(request, P.NUM_CANDIDATES, {DEFAULT_CANDIDATES})
     seed = scalar(request, P.SEED, P.DEFAULT_SEED)
-    mode = scalar(request, P.MODE, P.DEFAULT_MODE)
+    mode = scalar(request, P.MODE, DEFAULT_MODE)
     if not prompt.strip():
         raise ValueError("PROMPT must be a non-empty string")
-    if mode not in P.MODES:
-        raise ValueError(f"MODE must be one of {{', '.join(P.MODES)}}, got {{mode!r}}")
+    if mode not in MODES:
+        raise ValueError(f"MODE must be one of {{', '.join(MODES)}}, got {{mode!r}}")
     candidates = np.zeros((count, SIDE, SIDE, 3), dtype=np.uint8)
     for index in range(count):
         candidates[index] = (seed % 256, index, len(prompt) % 256)
@@ -198,7 +201,11 @@ def test_cli_all_writes_a_contact_sheet(server, tmp_path):
     argv = ["generate", "a red circle", "-n", "3", "--all", "-o", str(output)]
     assert cli_main([*argv, "--protocol", "http", "--url", server.http_url]) == 0
     sheet = Image.open(tmp_path / "circle_all.png")
-    assert sheet.width > 3 * IMAGE_SIDE or sheet.height > 3 * IMAGE_SIDE
+    # Three tiles in a 2 x 2 grid, each enlarged to the contact sheet's minimum tile size.
+    tile = math.ceil(MIN_TILE_PIXELS / IMAGE_SIDE) * IMAGE_SIDE
+    cell_width = tile + 2 * FRAME_PIXELS + GAP_PIXELS
+    cell_height = tile + 2 * FRAME_PIXELS + CAPTION_PIXELS + GAP_PIXELS
+    assert sheet.size == (2 * cell_width + GAP_PIXELS, 2 * cell_height + GAP_PIXELS)
 
 
 def test_cli_reports_a_server_error_in_one_line_and_exits_nonzero(server, tmp_path, capsys):

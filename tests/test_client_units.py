@@ -68,6 +68,20 @@ def test_contact_sheet_frames_the_selected_candidate():
     assert tuple(pixels[inside]) == (200, 200, 200)
 
 
+def test_mode_without_a_verifier_gets_a_sheet_and_a_table_without_scores():
+    candidates = np.full((3, 8, 8, 3), 200, dtype=np.uint8)
+    assert contact_sheet(candidates, np.zeros(0, np.float32), selected=0).width > 0
+    result = GenerationResult(
+        image=candidates[0],
+        scores=np.zeros(0, np.float32),
+        selected=0,
+        timings_ms={"dit_prefix": 1.0},
+        candidate_images=candidates,
+        round_trip_ms=2.0,
+    )
+    assert format_result(result).splitlines()[0] == "candidate 0 selected (no verifier in this mode)"
+
+
 def test_contact_sheet_names_the_bad_field():
     with pytest.raises(ValueError, match="scores"):
         contact_sheet(np.zeros((2, 8, 8, 3), np.uint8), np.array([0.5]), selected=0)

@@ -14,8 +14,9 @@ from export.graphs import graph_io
 from export.manifest import ManifestError, load_manifest, verify_engine_files
 from export.repository import TRITON_DTYPES, engine_config
 from export.tensorrt import TensorRTUnavailable, convert_command, optimization_profile, require_tensorrt
-from vhs import engine_names as E
 from vhs import protocol as P
+from vhs.engine_names import DIT_PREFIX
+from vhs.modes import all_engines
 from vhs.serving.onnx_engine import OnnxEngine
 
 
@@ -25,14 +26,14 @@ def read_config(path):
 
 def test_every_engine_is_exported_with_a_matching_hash(exported_tiny):
     manifest = load_manifest(exported_tiny / "manifest.json")
-    assert set(manifest["engines"]) == set(E.ALL)
+    assert set(manifest["engines"]) == set(all_engines())
     assert manifest["preset"]["split_block"] == 7
     verify_engine_files(manifest, exported_tiny / "model_repository")
     report = (exported_tiny / "export_report.md").read_text()
-    assert all(name in report for name in E.ALL)
+    assert all(name in report for name in all_engines())
 
 
-@pytest.mark.parametrize("name", E.ALL)
+@pytest.mark.parametrize("name", all_engines())
 def test_engine_config_names_the_graphs_tensors(exported_tiny, name):
     config = read_config(exported_tiny / "model_repository" / name / "config.pbtxt")
     inputs, outputs = graph_io(exported_tiny / "model_repository" / name / "1" / "model.onnx")
@@ -79,7 +80,7 @@ def random_feed(session, batch, rng):
     return feed
 
 
-@pytest.mark.parametrize("name", E.ALL)
+@pytest.mark.parametrize("name", all_engines())
 @pytest.mark.parametrize("batch", [1, 4])
 def test_graphs_have_no_nan_on_random_inputs(exported_tiny, name, batch):
     """The silent-NaN pitfall: an optimiser that drops Sana's 1e-15 epsilons makes 0/0 somewhere."""
@@ -87,7 +88,7 @@ def test_graphs_have_no_nan_on_random_inputs(exported_tiny, name, batch):
         str(exported_tiny / "onnx" / f"{name}.onnx"), providers=["CPUExecutionProvider"]
     )
     feed = random_feed(session, batch, np.random.default_rng(0))
-    if name == E.DIT_PREFIX:
+    if name == DIT_PREFIX:
         feed["timestep"] = np.full(batch, 1.5708, dtype=np.float32)
     for output in session.run(None, feed):
         assert np.isfinite(output).all()
@@ -101,7 +102,7 @@ def test_parity_of_every_graph_at_batch_1_and_4(tiny_preset, exported_tiny):
 
     engines = build_engines(tiny_preset)
     inputs = example_inputs(tiny_preset, engines, 2)
-    for name in E.ALL:
+    for name in all_engines():
         for batch in (1, 4):
             result = check_parity(engines[name], inputs[name], exported_tiny / "onnx" / f"{name}.onnx", batch)
             assert result.passed and result.max_abs_error < ATOL, (name, batch, result)

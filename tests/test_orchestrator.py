@@ -1,7 +1,9 @@
 """The `vhs` model's logic without a server: a stand-in for triton_python_backend_utils whose BLS
 requests run the PyTorch engines in-process."""
 
+import asyncio
 import json
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,13 +12,8 @@ import torch
 
 from vhs import protocol as P
 from vhs.best_of_n import BestOfN
-from vhs.serving.orchestrator import (
-    BLSEngineRunner,
-    EngineError,
-    error_response,
-    read_request,
-    write_response,
-)
+from vhs.errors import EngineError
+from vhs.serving.orchestrator import BLSEngineRunner, Orchestrator, error_response
 
 PROMPT = "a photo of a red circle"
 PROMPT_BYTES = PROMPT.encode()
@@ -39,13 +36,16 @@ class FakeTensor:
 
 
 class FakeError:
-    INVALID_ARG, INTERNAL = "INVALID_ARG", "INTERNAL"
+    INVALID_ARG, INTERNAL, UNAVAILABLE = "INVALID_ARG", "INTERNAL", "UNAVAILABLE"
 
     def __init__(self, message, code=INTERNAL):
-        self._message, self.code = message, code
+        self._message, self._code = message, code
 
     def message(self):
         return self._message
+
+    def code(self):
+        return self._code
 
 
 class FakeResponse:
@@ -83,6 +83,8 @@ def make_pb_utils(engines, calls):
             assert tensor.as_numpy().ndim >= 2, f"{tensor.name()} must cross Triton with a non-batch axis"
         if request.model_name == "broken":
             return FakeResponse(error=FakeError("graph exploded"))
+        if request.model_name == "unloaded":
+            return FakeResponse(error=FakeError("model is not ready", FakeError.UNAVAILABLE))
         inputs = {t.name(): torch.from_numpy(reshape_for_graph(t)) for t in request.inputs}
         with torch.no_grad():
             outputs = engines[request.model_name](**inputs)
@@ -95,6 +97,12 @@ def make_pb_utils(engines, calls):
             model_name=model_name, requested_output_names=requested_output_names, inputs=inputs
         )
         request.exec = lambda: exec_engine(request)
+
+        async def async_exec():
+            await asyncio.sleep(0)  # yield to the event loop, as a real BLS call in flight does
+            return exec_engine(request)
+
+        request.async_exec = async_exec
         return request
 
     def find(tensors, name):
@@ -125,20 +133,36 @@ def engine_manifest(engines):
     }
 
 
+def make_orchestrator(pipeline, preset, calls):
+    pb_utils = make_pb_utils(pipeline.engines, calls)
+    config = preset.config
+    return Orchestrator(
+        pb_utils=pb_utils,
+        best_of_n=BestOfN(preset.latent_shape, config.max_timesteps, config.guidance_scale),
+        config=config,
+        prompt_tokenizer=pipeline.prompt_tokenizer,
+        engines=BLSEngineRunner(pb_utils, engine_manifest(pipeline.engines)),
+        image_shape=(32, 32, 3),
+    )
+
+
 @pytest.fixture()
 def served(tiny_pipeline, tiny_preset):
     calls = []
-    pb_utils = make_pb_utils(tiny_pipeline.engines, calls)
-    run = BLSEngineRunner(pb_utils, engine_manifest(tiny_pipeline.engines))
-    config = tiny_preset.config
-    best_of_n = BestOfN(
-        run,
-        tiny_pipeline.prompt_tokenizer,
-        tiny_preset.latent_shape,
-        config.max_timesteps,
-        config.guidance_scale,
-    )
-    return SimpleNamespace(pb_utils=pb_utils, best_of_n=best_of_n, config=config, calls=calls)
+    orchestrator = make_orchestrator(tiny_pipeline, tiny_preset, calls)
+    return SimpleNamespace(orchestrator=orchestrator, pb_utils=orchestrator.pb_utils, calls=calls)
+
+
+def generate(orchestrator, request):
+    """The sync driver on one request, through read_request and the BLS runner."""
+    from vhs.best_of_n import run_steps
+
+    return run_steps(orchestrator.steps(request), orchestrator.engines)
+
+
+def outputs_of(response):
+    assert not response.has_error(), response.error().message()
+    return {t.name(): t.as_numpy() for t in response.output_tensors}
 
 
 def request_tensors(prompt=PROMPT_BYTES, n=None, seed=None, mode=None):
@@ -155,17 +179,35 @@ def request_tensors(prompt=PROMPT_BYTES, n=None, seed=None, mode=None):
 @pytest.mark.parametrize("mode", ["vhs", "clip", "latent", "none"])
 def test_bls_orchestration_equals_reference_pipeline(served, tiny_pipeline, mode):
     request = FakeRequest(request_tensors(n=5, seed=3, mode=mode.encode()))
-    generation, return_candidates = read_request(request, served.pb_utils, served.config)
-    served_output = served.best_of_n(generation, return_candidates)
+    served_output = generate(served.orchestrator, request)
     reference = tiny_pipeline(PROMPT, 5, 3, mode)
     assert served_output.selected == reference.selected
     np.testing.assert_array_equal(served_output.image, reference.image)
     np.testing.assert_allclose(served_output.scores, reference.scores, rtol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["vhs", "clip", "none"])
+def test_sync_and_async_drivers_give_identical_responses(tiny_pipeline, tiny_preset, mode):
+    """The same three requests through `execute` (exec) and `execute_async` (async_exec, gathered)."""
+    requests = [
+        FakeRequest(request_tensors(n=n, seed=seed, mode=mode.encode()), {P.RETURN_CANDIDATES: True})
+        for n, seed in ((3, 0), (1, 7), (4, 2))
+    ]
+    sync_calls, async_calls = [], []
+    sync_responses = make_orchestrator(tiny_pipeline, tiny_preset, sync_calls).execute(requests)
+    async_orchestrator = make_orchestrator(tiny_pipeline, tiny_preset, async_calls)
+    async_responses = asyncio.run(async_orchestrator.execute_async(requests))
+    for sync_response, async_response in zip(sync_responses, async_responses, strict=True):
+        expected, actual = outputs_of(sync_response), outputs_of(async_response)
+        for name in (P.IMAGE, P.SCORES, P.SELECTED, P.CANDIDATE_IMAGES):
+            np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
+    assert sorted(async_calls) == sorted(sync_calls)
+    # Gathered, the requests interleave: the second request's text encoder runs before the first's prefix.
+    assert async_calls[:3] == [("text_encoder", 1)] * 3
+
+
 def test_vhs_mode_sends_all_candidates_in_one_call_per_stage(served):
-    generation, _ = read_request(FakeRequest(request_tensors(n=6)), served.pb_utils, served.config)
-    served.best_of_n(generation)
+    generate(served.orchestrator, FakeRequest(request_tensors(n=6)))
     assert served.calls == [
         ("text_encoder", 1),
         ("dit_prefix", 6),
@@ -177,11 +219,9 @@ def test_vhs_mode_sends_all_candidates_in_one_call_per_stage(served):
 
 
 def test_defaults_come_from_the_preset(served):
-    generation, return_candidates = read_request(
-        FakeRequest(request_tensors()), served.pb_utils, served.config
-    )
+    generation, return_candidates = served.orchestrator.read_request(FakeRequest(request_tensors()))
     assert (generation.num_candidates, generation.seed, generation.mode) == (
-        served.config.default_candidates,
+        served.orchestrator.config.default_candidates,
         0,
         "vhs",
     )
@@ -191,18 +231,21 @@ def test_defaults_come_from_the_preset(served):
 @pytest.mark.parametrize("flag", [True, "true", "1"])
 def test_return_candidates_parameter(served, flag):
     request = FakeRequest(request_tensors(n=3), {P.RETURN_CANDIDATES: flag})
-    generation, return_candidates = read_request(request, served.pb_utils, served.config)
-    output = served.best_of_n(generation, return_candidates)
-    response = write_response(output, served.pb_utils, (32, 32, 3))
-    candidates = next(t for t in response.output_tensors if t.name() == P.CANDIDATE_IMAGES).as_numpy()
-    assert candidates.shape == (3, 32, 32, 3)
-    np.testing.assert_array_equal(candidates[output.selected], output.image)
+    outputs = outputs_of(served.orchestrator.execute([request])[0])
+    assert outputs[P.CANDIDATE_IMAGES].shape == (3, 32, 32, 3)
+    np.testing.assert_array_equal(outputs[P.CANDIDATE_IMAGES][outputs[P.SELECTED][0]], outputs[P.IMAGE])
+
+
+def test_mode_none_keeps_n_and_returns_every_candidate(served):
+    request = FakeRequest(request_tensors(n=3, mode=b"none"), {P.RETURN_CANDIDATES: True})
+    outputs = outputs_of(served.orchestrator.execute([request])[0])
+    assert outputs[P.CANDIDATE_IMAGES].shape == (3, 32, 32, 3)
+    assert outputs[P.SCORES].shape == (0,) and outputs[P.SELECTED][0] == 0
+    np.testing.assert_array_equal(outputs[P.CANDIDATE_IMAGES][0], outputs[P.IMAGE])
 
 
 def test_response_carries_every_protocol_output(served):
-    generation, _ = read_request(FakeRequest(request_tensors(n=2)), served.pb_utils, served.config)
-    response = write_response(served.best_of_n(generation), served.pb_utils, (32, 32, 3))
-    outputs = {t.name(): t.as_numpy() for t in response.output_tensors}
+    outputs = outputs_of(served.orchestrator.execute([FakeRequest(request_tensors(n=2))])[0])
     assert set(outputs) == {P.IMAGE, P.SCORES, P.SELECTED, P.TIMINGS, P.CANDIDATE_IMAGES}
     assert outputs[P.IMAGE].dtype == np.uint8 and outputs[P.SELECTED].dtype == np.int32
     assert outputs[P.CANDIDATE_IMAGES].shape == (0, 32, 32, 3)
@@ -215,6 +258,7 @@ def test_response_carries_every_protocol_output(served):
         (request_tensors(prompt=b""), "PROMPT"),
         (request_tensors()[1:], "PROMPT is required"),
         (request_tensors(prompt=b"\xff\xfe"), "PROMPT must be UTF-8"),
+        (request_tensors(prompt=b"circle " * 40), "PROMPT is .* tokens long; the limit is 32"),
         (request_tensors(n=0), "NUM_CANDIDATES"),
         (request_tensors(n=99), "NUM_CANDIDATES"),
         (request_tensors(seed=-5), "SEED"),
@@ -223,16 +267,83 @@ def test_response_carries_every_protocol_output(served):
     ],
 )
 def test_bad_values_become_invalid_arg_naming_the_field(served, tensors, field):
-    with pytest.raises(ValueError, match=field) as caught:
-        read_request(FakeRequest(tensors), served.pb_utils, served.config)
-    response = error_response(caught.value, served.pb_utils)
-    assert response.error().code == "INVALID_ARG"
+    response = served.orchestrator.execute([FakeRequest(tensors)])[0]
+    assert response.error().code() == "INVALID_ARG"
+    assert re.search(field, response.error().message())
+    assert served.calls == [], "validation happens before any engine runs"
 
 
-def test_engine_failure_is_internal_and_names_the_engine(served):
+def test_a_value_error_inside_an_engine_is_internal_not_invalid_arg(served, monkeypatch):
+    """Only validation's InvalidRequest means bad input; a numpy ValueError in an engine is the server's."""
+    bls = served.orchestrator.engines
+
+    def llm_with_a_bug(engine, **inputs):
+        if engine == "llm":
+            raise ValueError("operands could not be broadcast together")
+        return bls(engine, **inputs)
+
+    monkeypatch.setattr(served.orchestrator, "engines", llm_with_a_bug)
+    response = served.orchestrator.execute([FakeRequest(request_tensors(n=2))])[0]
+    assert response.error().code() == "INTERNAL"
+    assert "broadcast" in response.error().message()
+
+
+@pytest.mark.parametrize(
+    ("engine", "code", "message"),
+    [("broken", "INTERNAL", "'broken' failed: graph exploded"), ("unloaded", "UNAVAILABLE", "not ready")],
+)
+def test_engine_failure_names_the_engine(served, engine, code, message):
     runner = BLSEngineRunner(
-        served.pb_utils, {"broken": {"inputs": [describe("x")], "outputs": [describe("y")]}}
+        served.pb_utils, {engine: {"inputs": [describe("x")], "outputs": [describe("y")]}}
     )
-    with pytest.raises(EngineError, match="'broken' failed: graph exploded") as caught:
-        runner("broken", x=np.zeros((1, 2)))
-    assert error_response(caught.value, served.pb_utils).error().code == "INTERNAL"
+    with pytest.raises(EngineError, match=message) as caught:
+        runner(engine, x=np.zeros((1, 2)))
+    assert error_response(caught.value, served.pb_utils).error().code() == code
+
+
+class MeanPoolEncoder(torch.nn.Module):
+    """A toy visual encoder: the latent's pixels averaged into one LLM-width token."""
+
+    def __init__(self, channels: int, llm_width: int):
+        super().__init__()
+        torch.manual_seed(0)
+        self.project = torch.nn.Linear(channels, llm_width)
+
+    def forward(self, denoised_latents):
+        return self.project(denoised_latents.mean(dim=(2, 3)))[:, None, :]
+
+
+def test_a_new_verifier_kind_is_one_table_entry_plus_its_module(tiny_pipeline, tiny_preset, monkeypatch):
+    """A toy mode reading the DiT suffix's latents runs through the reference pipeline and the
+    orchestrator with nothing but its table entry and its engine."""
+    from vhs.engine_names import DIT_SUFFIX, LLM
+    from vhs.engines import Engine
+    from vhs.modes import MODES, VerifierMode
+
+    encoder = MeanPoolEncoder(tiny_preset.latent_shape[0], tiny_preset.llm.config.hidden_size).eval()
+    monkeypatch.setitem(
+        MODES, "toy", VerifierMode("toy", reads=DIT_SUFFIX, visual_encoder="toy_pool", llm=LLM)
+    )
+    monkeypatch.setitem(
+        tiny_pipeline.engines, "toy_pool", Engine(encoder, ("denoised_latents",), ("visual_tokens",))
+    )
+
+    reference = tiny_pipeline(PROMPT, 4, 5, "toy", return_candidates=True)
+    assert reference.scores.shape == (4,) and reference.selected == int(np.argmax(reference.scores))
+    np.testing.assert_array_equal(reference.image, reference.candidate_images[reference.selected])
+    assert not np.allclose(reference.scores, tiny_pipeline(PROMPT, 4, 5, "vhs").scores)
+
+    calls = []
+    orchestrator = make_orchestrator(tiny_pipeline, tiny_preset, calls)
+    served = generate(orchestrator, FakeRequest(request_tensors(n=4, seed=5, mode=b"toy")))
+    assert calls == [
+        ("text_encoder", 1),
+        ("dit_prefix", 4),
+        ("dit_suffix", 4),
+        ("toy_pool", 4),
+        ("llm", 4),
+        ("vae_decoder", 1),
+    ]
+    assert served.selected == reference.selected
+    np.testing.assert_array_equal(served.image, reference.image)
+    np.testing.assert_allclose(served.scores, reference.scores, rtol=1e-6)

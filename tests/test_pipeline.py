@@ -1,8 +1,10 @@
+import time
+
 import numpy as np
 import pytest
-import torch
 
-from vhs import engines as E
+from vhs import engine_names
+from vhs.errors import InvalidRequest
 from vhs.noise import candidate_noise
 
 PROMPT = "a photo of a red circle"
@@ -61,29 +63,35 @@ def count_rows(pipeline, engine_name, counter):
 def test_suffix_and_decoder_rows_per_request(tiny_pipeline, mode, expected_rows):
     """VHS finishes and decodes only the winner; the baselines run the suffix for all N candidates."""
     rows = {}
-    handles = [count_rows(tiny_pipeline, name, rows) for name in (E.DIT_PREFIX, E.DIT_SUFFIX, E.VAE_DECODER)]
+    handles = [
+        count_rows(tiny_pipeline, name, rows)
+        for name in (engine_names.DIT_PREFIX, engine_names.DIT_SUFFIX, engine_names.VAE_DECODER)
+    ]
     try:
         tiny_pipeline(PROMPT, num_candidates=6, seed=0, mode=mode)
     finally:
         for handle in handles:
             handle.remove()
-    assert rows[E.DIT_PREFIX] == (1 if mode == "none" else 6)
-    assert rows[E.DIT_SUFFIX] == expected_rows
-    assert rows[E.VAE_DECODER] == (6 if mode == "clip" else 1)
+    assert rows[engine_names.DIT_PREFIX] == (1 if mode == "none" else 6)
+    assert rows[engine_names.DIT_SUFFIX] == expected_rows
+    assert rows[engine_names.VAE_DECODER] == (6 if mode == "clip" else 1)
 
 
-def test_timings_name_every_stage_run(tiny_pipeline):
+def test_timings_name_every_stage_run_and_fit_in_the_call(tiny_pipeline):
+    start = time.perf_counter()
     out = tiny_pipeline(PROMPT, num_candidates=2, seed=0, mode="vhs")
-    assert set(out.timings_ms) == {
+    wall_ms = (time.perf_counter() - start) * 1e3
+    assert list(out.timings_ms) == [
         "tokenize",
-        E.TEXT_ENCODER,
-        E.DIT_PREFIX,
-        E.CONNECTOR,
-        E.LLM,
-        E.DIT_SUFFIX,
-        E.VAE_DECODER,
-    }
-    assert all(ms >= 0 for ms in out.timings_ms.values())
+        engine_names.TEXT_ENCODER,
+        engine_names.DIT_PREFIX,
+        engine_names.CONNECTOR,
+        engine_names.LLM,
+        engine_names.DIT_SUFFIX,
+        engine_names.VAE_DECODER,
+    ]
+    # Each stage is timed once, not nested in another: together they fit in the call's wall time.
+    assert sum(out.timings_ms.values()) <= wall_ms
 
 
 @pytest.mark.parametrize(
@@ -101,15 +109,7 @@ def test_timings_name_every_stage_run(tiny_pipeline):
         ({"prompt": "x" * 2001}, "PROMPT is 2001 characters"),
     ],
 )
-def test_bad_arguments_raise_value_error_naming_the_field(tiny_pipeline, kwargs, field):
+def test_bad_arguments_raise_invalid_request_naming_the_field(tiny_pipeline, kwargs, field):
     arguments = {"prompt": PROMPT, **kwargs}
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(InvalidRequest, match=field):
         tiny_pipeline(**arguments)
-
-
-def test_pipeline_is_deterministic(tiny_pipeline):
-    a = tiny_pipeline(PROMPT, num_candidates=3, seed=9, mode="vhs")
-    b = tiny_pipeline(PROMPT, num_candidates=3, seed=9, mode="vhs")
-    np.testing.assert_array_equal(a.image, b.image)
-    np.testing.assert_array_equal(a.scores, b.scores)
-    assert torch.get_default_dtype() == torch.float32

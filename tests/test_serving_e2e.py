@@ -9,8 +9,10 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from client.cli import main as cli_main
 from client.vhs_client import ImageRequest, VHSClient, VHSRequestError
 from vhs import protocol as P
+from vhs.modes import mode_names
 from vhs.serving.server import TritonServer, TritonServerError
 
 PROMPT = "a photo of a red circle left of a blue square"
@@ -34,13 +36,33 @@ def assert_same_result(served, reference):
     np.testing.assert_allclose(served.image.astype(int), reference.image.astype(int), atol=1)
 
 
-@pytest.mark.parametrize("mode", P.MODES)
+@pytest.mark.parametrize("mode", mode_names())
 def test_served_result_equals_reference_pipeline(client, tiny_pipeline, mode):
     served = client.generate(PROMPT, 6, 11, mode)
     reference = tiny_pipeline(PROMPT, 6, 11, mode)
     assert_same_result(served, reference)
     assert served.image.shape == (32, 32, 3) and served.image.dtype == np.uint8
     assert {"text_encoder", "dit_prefix", "vae_decoder"} <= set(served.timings_ms)
+
+
+def test_cli_mode_none_all_writes_every_candidate(server, tmp_path, capsys):
+    output = tmp_path / "none.png"
+    argv = [
+        "generate",
+        PROMPT,
+        "-n",
+        "3",
+        "--mode",
+        "none",
+        "--all",
+        "-o",
+        str(output),
+        "--url",
+        server.grpc_url,
+    ]
+    assert cli_main(argv) == 0
+    assert "(3 candidates)" in capsys.readouterr().out
+    assert (tmp_path / "none_all.png").is_file()
 
 
 def test_candidate_i_is_the_same_whatever_n(client):

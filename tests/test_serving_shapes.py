@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from client.vhs_client import VHSClient
-from vhs import protocol as P
+from vhs.modes import mode_names
 from vhs.serving.server import TritonServer
 
 PROMPT = "a photo of a red circle left of a blue square"
@@ -29,7 +29,7 @@ def shapes_pipeline():
     return VHSPipeline.from_preset("shapes")
 
 
-@pytest.mark.parametrize("mode", P.MODES)
+@pytest.mark.parametrize("mode", mode_names())
 def test_served_shapes_image_equals_reference_pipeline(shapes_client, shapes_pipeline, mode):
     served = shapes_client.generate(PROMPT, 4, 7, mode, return_candidates=True)
     reference = shapes_pipeline(PROMPT, 4, 7, mode, return_candidates=True)

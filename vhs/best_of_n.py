@@ -1,46 +1,66 @@
 """Best-of-N generation as a sequence of engine calls: the one orchestration code path.
 
-The reference pipeline (PyTorch modules), the Triton orchestrator (BLS calls to engine models) and
-the in-process ONNX Runtime baseline all run this function; they differ only in `run`, the callable
-that executes one engine. The steps follow DESIGN.md §1:
+`BestOfN.steps(request)` is a generator: it yields one `EngineCall(engine, inputs)` at a time and
+is sent back that engine's outputs. It holds the logic; a driver does the calling:
 
-    1. tokenize and encode the prompt (once, shared by all N candidates)
+    run_steps(steps, run)               a plain loop: PyTorch modules (the reference pipeline), ONNX
+                                        Runtime in process, the Triton orchestrator's BLS `exec()`
+    await run_steps_async(steps, run)   awaits each call: BLS `async_exec()`, so the requests of one
+                                        `execute` can have their engine calls in flight together
+
+The steps, for a request in mode m (`vhs.modes.MODES[m]`):
+
+    1. encode the prompt once (shared by all N candidates; tokenized during validation)
     2. draw the noise of candidates 0..N-1 from (seed, i)
-    3. run the DiT prefix (blocks 0..l*) for all candidates
-    4. score the candidates with the mode's verifier
-    5. select the best one
-    6. finish and decode: the DiT suffix and the VAE decoder, for the winner only in mode "vhs"
+    3. run every candidate through the generation chain as far as the stage m's verifier reads
+    4. score the candidates: m's visual encoder, then m's LLM (yes/no question)
+    5. select the best one (candidate 0 without a verifier)
+    6. run the rest of the chain (DiT suffix, VAE decoder) on the winner only
 
-Arrays handed to `run` are numpy; what `run` returns may be numpy or torch tensors (on a GPU they
+Engine inputs are numpy arrays; what an engine returns may be numpy or torch tensors (on a GPU they
 stay on the device): this code only slices rows and reads the N scores and the final image back.
+An engine is handed every tensor known about the candidates and takes the ones it declares.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from . import engine_names as E
+from .engine_names import TEXT_ENCODER
+from .modes import GENERATION_CHAIN, MODES
 from .noise import candidate_noise
-from .prompting import PromptTokenizer
+from .prompting import PromptTokens
 from .request import GenerationRequest
 
-# run(engine_name, **inputs) -> {output_name: array}
-RunEngine = Callable[..., dict[str, Any]]
+Tensors = dict[str, Any]
+# run(engine_name, **inputs) -> {output_name: array}; the async form returns an awaitable of that.
+RunEngine = Callable[..., Tensors]
+RunEngineAsync = Callable[..., Awaitable[Tensors]]
+
+
+@dataclass(frozen=True)
+class EngineCall:
+    """One step of a request: run `engine` on `inputs` (all rows in one batch)."""
+
+    engine: str
+    inputs: Tensors
 
 
 @dataclass
 class GenerationOutput:
     image: np.ndarray  # (H, W, 3) uint8, the selected candidate
-    scores: np.ndarray  # (N,) float32 P(yes); (0,) in mode "none"
+    scores: np.ndarray  # (N,) float32 P(yes); (0,) in a mode without a verifier
     selected: int
     timings_ms: dict[str, float] = field(default_factory=dict)
     candidate_images: np.ndarray | None = None  # (N, H, W, 3) uint8 when requested
+
+
+Steps = Generator[EngineCall, Tensors, GenerationOutput]
 
 
 def to_uint8_images(images: np.ndarray) -> np.ndarray:
@@ -54,109 +74,110 @@ def to_host(array: Any) -> np.ndarray:
 
 
 class BestOfN:
-    """Runs requests through the engines with a given `run`; `__call__` returns a `GenerationOutput`."""
+    """The step sequence of a best-of-N request, independent of how engines are called."""
 
-    def __init__(
-        self,
-        run: RunEngine,
-        prompt_tokenizer: PromptTokenizer,
-        latent_shape: tuple[int, int, int],
-        max_timesteps: float,
-        guidance_scale: float,
-    ):
-        self.run = run
-        self.prompt_tokenizer = prompt_tokenizer
+    def __init__(self, latent_shape: tuple[int, int, int], max_timesteps: float, guidance_scale: float):
+        """latent_shape: (C, h, w) of one candidate's noise; max_timesteps and guidance_scale: the
+        single step's TrigFlow time and SANA-Sprint's embedded guidance (from the preset)."""
         self.latent_shape = latent_shape
         self.max_timesteps = max_timesteps
         self.guidance_scale = guidance_scale
 
-    def __call__(self, request: GenerationRequest, return_candidates: bool = False) -> GenerationOutput:
-        timings_ms: dict[str, float] = {}
-        call = _TimedRun(self.run, timings_ms)
-        n = request.num_candidates
-        every = [0] * n  # row index list that repeats a batch-1 tensor N times
+    def steps(self, request: GenerationRequest, return_candidates: bool = False) -> Steps:
+        """The engine calls of one validated request; the generator's return value is its output.
+
+        return_candidates: also decode every candidate (a debugging aid, outside the timed stages).
+        """
+        mode = MODES[request.mode]
+        timings_ms = {"tokenize": request.tokenize_ms}
+        # Without a verifier the answer is candidate 0, which depends only on (seed, 0): generate it alone.
+        candidates = list(range(request.num_candidates if mode.verifies else 1))
+        tokens = request.tokens
 
         # 1. Encode the prompt once; every candidate shares the embeddings and the question.
-        with _timed(timings_ms, "tokenize"):
-            tokens = self.prompt_tokenizer(request.prompt)
-        prompt_embeds = call(
-            E.TEXT_ENCODER, input_ids=tokens.input_ids, attention_mask=tokens.attention_mask
-        )["prompt_embeds"][every]
-        question = {
-            "question_ids": tokens.question_ids[every],
-            "question_length": tokens.question_length[every],
-        }
-
-        # 2. Noise of candidates 0..N-1, a function of (seed, i) only.
-        noise = candidate_noise(request.seed, range(n), self.latent_shape)
-        timestep = np.full((n,), self.max_timesteps, dtype=np.float32)
-
-        # 3. DiT blocks 0..l* for every candidate.
-        prefix = call(
-            E.DIT_PREFIX,
-            noise=noise,
-            prompt_embeds=prompt_embeds,
-            prompt_attention_mask=tokens.attention_mask[every],
-            timestep=timestep,
-            guidance=np.full((n,), self.guidance_scale, dtype=np.float32),
+        text = yield from _timed_call(
+            timings_ms, TEXT_ENCODER, input_ids=tokens.input_ids, attention_mask=tokens.attention_mask
         )
-        suffix_inputs = {**prefix, "noise": noise, "timestep": timestep}
 
-        # 4. Score every candidate with the mode's verifier.
-        latents = images = None
-        if request.mode == "vhs":
-            visual = call(E.CONNECTOR, hidden_states=prefix["hidden_states"])
-        elif request.mode == "latent":
-            latents = call(E.DIT_SUFFIX, **suffix_inputs)["denoised_latents"]
-            visual = call(E.LATENT_CONNECTOR, denoised_latents=latents)
-        elif request.mode == "clip":
-            latents = call(E.DIT_SUFFIX, **suffix_inputs)["denoised_latents"]
-            images = call(E.VAE_DECODER, denoised_latents=latents)["images"]
-            visual = call(E.CLIP_VISION, images=images)
-        if request.mode == "none":
-            scores = np.zeros(0, dtype=np.float32)
+        # 2-3. Noise of each candidate, a function of (seed, i) only; the chain up to what the verifier reads.
+        state = self.initial_state(request.seed, candidates, text["prompt_embeds"], tokens)
+        for stage in mode.stages_for_every_candidate:
+            state |= yield from _timed_call(timings_ms, stage, **state)
+
+        # 4-5. Score every candidate with the mode's verifier and select the best one.
+        if mode.verifies:
+            visual = yield from _timed_call(timings_ms, mode.visual_encoder, **state)
+            shared = [0] * len(candidates)
+            question = {
+                "question_ids": tokens.question_ids[shared],
+                "question_length": tokens.question_length[shared],
+            }
+            scored = yield from _timed_call(timings_ms, mode.llm, **visual, **question)
+            scores = to_host(scored["yes_probability"]).astype(np.float32)
+            selected = int(np.argmax(scores))
         else:
-            scores = to_host(call(E.LLM, **visual, **question)["yes_probability"]).astype(np.float32)
+            scores, selected = np.zeros(0, dtype=np.float32), 0
 
-        # 5. Select (Best-of-1 in mode "none" is candidate 0).
-        selected = int(np.argmax(scores)) if len(scores) else 0
-        winner = [selected]
-
-        # 6. Finish and decode the winner only ("clip" has decoded every candidate already).
-        if images is None:
-            if latents is None:
-                winner_inputs = {name: tensor[winner] for name, tensor in suffix_inputs.items()}
-                winner_latents = call(E.DIT_SUFFIX, **winner_inputs)["denoised_latents"]
-            else:
-                winner_latents = latents[winner]
-            winner_images = call(E.VAE_DECODER, denoised_latents=winner_latents)["images"]
-        else:
-            winner_images = images[winner]
-        image = to_uint8_images(to_host(winner_images))[0]
+        # 6. The rest of the chain for the winner only.
+        winner = {name: tensor[[selected]] for name, tensor in state.items()}
+        for stage in mode.stages_for_the_winner:
+            winner |= yield from _timed_call(timings_ms, stage, **winner)
+        image = to_uint8_images(to_host(winner["images"]))[0]
 
         candidate_images = None
-        if return_candidates:  # a debugging aid: decodes everyone, outside the timed stages
-            all_latents = self.run(E.DIT_SUFFIX, **suffix_inputs)["denoised_latents"]
-            candidate_images = to_uint8_images(
-                to_host(self.run(E.VAE_DECODER, denoised_latents=all_latents)["images"])
-            )
+        if return_candidates:
+            candidate_images = yield from self._decode_every_candidate(request, text["prompt_embeds"])
         return GenerationOutput(image, scores, selected, timings_ms, candidate_images)
 
+    def initial_state(
+        self, seed: int, candidates: list[int], prompt_embeds: Any, tokens: PromptTokens
+    ) -> Tensors:
+        """The DiT prefix's inputs for `candidates` (numpy; prompt_embeds as given); the chain adds
+        each stage's outputs to this state.
 
-class _TimedRun:
-    def __init__(self, run: RunEngine, timings_ms: dict[str, float]):
-        self.run = run
-        self.timings_ms = timings_ms
+        prompt_embeds: (1, S, width), the text encoder's output, shared by every candidate.
+        """
+        shared = [0] * len(candidates)  # repeats the batch-1 prompt tensors once per candidate
+        return {
+            "noise": candidate_noise(seed, candidates, self.latent_shape),
+            "prompt_embeds": prompt_embeds[shared],
+            "prompt_attention_mask": tokens.attention_mask[shared],
+            "timestep": np.full((len(candidates),), self.max_timesteps, dtype=np.float32),
+            "guidance": np.full((len(candidates),), self.guidance_scale, dtype=np.float32),
+        }
 
-    def __call__(self, engine: str, **inputs) -> dict[str, Any]:
-        with _timed(self.timings_ms, engine):
-            return self.run(engine, **inputs)
+    def _decode_every_candidate(self, request: GenerationRequest, prompt_embeds: Any) -> Steps:
+        """All N candidates through the whole chain, untimed: (N, H, W, 3) uint8."""
+        candidates = list(range(request.num_candidates))
+        state = self.initial_state(request.seed, candidates, prompt_embeds, request.tokens)
+        for stage in GENERATION_CHAIN:
+            state |= yield EngineCall(stage, state)
+        return to_uint8_images(to_host(state["images"]))
 
 
-@contextmanager
-def _timed(timings_ms: dict[str, float], stage: str):
+def _timed_call(timings_ms: dict[str, float], engine: str, **inputs) -> Steps:
+    """Yield one engine call and add the time until its outputs come back to `timings_ms[engine]`."""
     start = time.perf_counter()
+    outputs = yield EngineCall(engine, inputs)
+    timings_ms[engine] = timings_ms.get(engine, 0.0) + (time.perf_counter() - start) * 1e3
+    return outputs
+
+
+def run_steps(steps: Steps, run: RunEngine) -> GenerationOutput:
+    """The sync driver: run each engine call with `run(engine, **inputs)` as it comes."""
     try:
-        yield
-    finally:
-        timings_ms[stage] = timings_ms.get(stage, 0.0) + (time.perf_counter() - start) * 1e3
+        call = next(steps)
+        while True:
+            call = steps.send(run(call.engine, **call.inputs))
+    except StopIteration as finished:
+        return finished.value
+
+
+async def run_steps_async(steps: Steps, run: RunEngineAsync) -> GenerationOutput:
+    """The async driver: await `run(engine, **inputs)` for each call; other requests' steps run meanwhile."""
+    try:
+        call = next(steps)
+        while True:
+            call = steps.send(await run(call.engine, **call.inputs))
+    except StopIteration as finished:
+        return finished.value

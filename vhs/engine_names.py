@@ -1,4 +1,7 @@
-"""Names of the engines, which are also their Triton model names. Import-light: no torch."""
+"""Names of the engines, which are also their Triton model names. Import-light: no torch.
+
+Which engines a request calls, and in which order, is the mode table's business (`vhs/modes.py`).
+"""
 
 TEXT_ENCODER = "text_encoder"
 DIT_PREFIX = "dit_prefix"
@@ -8,5 +11,3 @@ CONNECTOR = "connector"
 CLIP_VISION = "clip_vision"
 LATENT_CONNECTOR = "latent_connector"
 LLM = "llm"
-
-ALL = (TEXT_ENCODER, DIT_PREFIX, DIT_SUFFIX, VAE_DECODER, CONNECTOR, CLIP_VISION, LATENT_CONNECTOR, LLM)

@@ -6,24 +6,24 @@ orchestrator calls their graphs by the names below, so the three cannot drift ap
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .dit_split import PREFIX_INPUTS, PREFIX_OUTPUTS, SUFFIX_INPUTS, SUFFIX_OUTPUTS, DiTPrefix, DiTSuffix
-from .engine_names import (  # noqa: F401  (re-exported: engines are addressed by these names)
-    ALL,
+from .engine_names import (
     CLIP_VISION,
     CONNECTOR,
     DIT_PREFIX,
     DIT_SUFFIX,
     LATENT_CONNECTOR,
-    LLM,
     TEXT_ENCODER,
     VAE_DECODER,
 )
 from .export_friendly import use_export_friendly_attention
+from .modes import MODES, llm_engines
 from .presets import Preset
 from .verifier import ClipVisualEncoder, LatentVisualEncoder, YesNoScorer
 
@@ -66,13 +66,39 @@ class Engine:
         return dict(zip(self.output_names, outputs, strict=True))
 
 
+# The visual encoder of each verifier mode (vhs/modes.py), by engine name: preset -> module that maps
+# what the mode reads (one input, named as the generation stage outputs it) to `visual_tokens`.
+VISUAL_ENCODERS: dict[str, Callable[[Preset], Engine]] = {
+    CONNECTOR: lambda preset: Engine(preset.connector, ("hidden_states",), ("visual_tokens",)),
+    CLIP_VISION: lambda preset: Engine(
+        ClipVisualEncoder(preset.clip_vision, preset.clip_connector), ("images",), ("visual_tokens",)
+    ),
+    LATENT_CONNECTOR: lambda preset: Engine(
+        LatentVisualEncoder(preset.latent_connector), ("denoised_latents",), ("visual_tokens",)
+    ),
+}
+
+
 def build_engines(preset: Preset) -> dict[str, Engine]:
-    """Every engine of a preset, keyed by its Triton model name; modules in eval mode."""
+    """Every engine of a preset, keyed by its Triton model name; modules in eval mode.
+
+    The generation chain, plus the visual encoder and LLM of every mode in the mode table. Every LLM
+    engine the table names is a `YesNoScorer` on the preset's `llm` for now.
+    """
     sigma_data = preset.scheduler.config.sigma_data
     use_export_friendly_attention(preset.transformer)
     split_block = preset.config.split_block
-    tokens = preset.prompt_tokenizer
-    scorer = YesNoScorer(preset.llm, tokens.question_prefix_ids, tokens.yes_token_id, tokens.no_token_id)
+    prompt_tokenizer = preset.prompt_tokenizer
+    scorer = Engine(
+        YesNoScorer(
+            preset.llm,
+            prompt_tokenizer.question_prefix_ids,
+            prompt_tokenizer.yes_token_id,
+            prompt_tokenizer.no_token_id,
+        ),
+        ("visual_tokens", "question_ids", "question_length"),
+        ("yes_no_logits", "yes_probability"),
+    )
     engines = {
         TEXT_ENCODER: Engine(
             TextEncoder(preset.text_encoder), ("input_ids", "attention_mask"), ("prompt_embeds",)
@@ -84,17 +110,12 @@ def build_engines(preset: Preset) -> dict[str, Engine]:
             DiTSuffix(preset.transformer, split_block, sigma_data), SUFFIX_INPUTS, SUFFIX_OUTPUTS
         ),
         VAE_DECODER: Engine(VAEDecoder(preset.vae), ("denoised_latents",), ("images",)),
-        CONNECTOR: Engine(preset.connector, ("hidden_states",), ("visual_tokens",)),
-        CLIP_VISION: Engine(
-            ClipVisualEncoder(preset.clip_vision, preset.clip_connector), ("images",), ("visual_tokens",)
-        ),
-        LATENT_CONNECTOR: Engine(
-            LatentVisualEncoder(preset.latent_connector), ("denoised_latents",), ("visual_tokens",)
-        ),
-        LLM: Engine(
-            scorer, ("visual_tokens", "question_ids", "question_length"), ("yes_no_logits", "yes_probability")
-        ),
     }
+    for mode in MODES.values():
+        if mode.verifies:
+            engines[mode.visual_encoder] = VISUAL_ENCODERS[mode.visual_encoder](preset)
+    for llm in llm_engines():
+        engines[llm] = scorer
     for engine in engines.values():
         engine.module.eval()
     return engines

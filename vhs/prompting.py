@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .errors import InvalidRequest
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
@@ -59,22 +61,22 @@ class PromptTokenizer:
         self.no_token_id = self._single_token_id("no")
 
     def __call__(self, prompt: str) -> PromptTokens:
-        """Tokenize one prompt; raises ValueError naming PROMPT if it is empty or too long."""
+        """Tokenize one prompt; raises InvalidRequest naming PROMPT if it is empty or too long."""
         if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError("PROMPT must be a non-empty string")
+            raise InvalidRequest("PROMPT must be a non-empty string")
         if len(prompt) > MAX_PROMPT_CHARS:
-            raise ValueError(f"PROMPT is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}")
+            raise InvalidRequest(f"PROMPT is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}")
 
         # SanaSprintPipeline lower-cases and strips the prompt for the text encoder (clean_caption=False).
         text_ids = self.text_tokenizer(prompt.lower().strip(), add_special_tokens=True).input_ids
         if len(text_ids) > self.text_max_length:
-            raise ValueError(
+            raise InvalidRequest(
                 f"PROMPT is {len(text_ids)} text-encoder tokens long; the limit is {self.text_max_length}"
             )
         _, after = self._question_parts(prompt)
         question = self.llm_tokenizer(after, add_special_tokens=False).input_ids
         if len(question) > self.question_max_length:
-            raise ValueError(
+            raise InvalidRequest(
                 f"PROMPT makes a verifier question of {len(question)} tokens; the limit is "
                 f"{self.question_max_length}"
             )

@@ -11,11 +11,11 @@ ORCHESTRATOR_MODEL = "vhs"
 PROMPT = "PROMPT"  # BYTES [1], UTF-8 text, required
 NUM_CANDIDATES = "NUM_CANDIDATES"  # INT32 [1], optional, default from the preset
 SEED = "SEED"  # INT64 [1], optional, default 0
-MODE = "MODE"  # BYTES [1], optional, one of MODES, default "vhs"
+MODE = "MODE"  # BYTES [1], optional, a mode of the table in vhs/modes.py, default "vhs"
 
 # Outputs of the `vhs` model.
 IMAGE = "IMAGE"  # UINT8 [H, W, 3], the selected candidate
-SCORES = "SCORES"  # FP32 [N], P(yes) of every candidate ([0] in mode "none")
+SCORES = "SCORES"  # FP32 [N], P(yes) of every candidate ([0] in a mode without a verifier: "none")
 SELECTED = "SELECTED"  # INT32 [1], index of the selected candidate
 TIMINGS = "TIMINGS"  # BYTES [1], JSON object {stage: milliseconds}
 CANDIDATE_IMAGES = "CANDIDATE_IMAGES"  # UINT8 [N, H, W, 3] if requested, else [0, H, W, 3]
@@ -24,6 +24,4 @@ CANDIDATE_IMAGES = "CANDIDATE_IMAGES"  # UINT8 [N, H, W, 3] if requested, else [
 # candidate to be decoded, so it is a debugging aid, never part of a timed run.
 RETURN_CANDIDATES = "return_candidates"
 
-MODES = ("vhs", "clip", "latent", "none")
-DEFAULT_MODE = "vhs"
 DEFAULT_SEED = 0

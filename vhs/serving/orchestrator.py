@@ -1,20 +1,24 @@
 """The logic of the `vhs` Triton model (BLS orchestrator), kept apart from `model.py` so it is unit
 tested without a server: `triton_python_backend_utils` is passed in as `pb_utils`.
 
-`model.py` only wires these pieces: read the request, run `BestOfN` with engines called through BLS,
-write the response. Nothing here imports torch unless an engine returns a GPU tensor.
+`model.py` only wires `Orchestrator.execute` to Triton. A request is read and validated, its
+`BestOfN` steps are driven with engines called through BLS, and the output becomes the response.
+Nothing here imports torch unless an engine returns a GPU tensor.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import protocol as P
-from ..best_of_n import BestOfN, GenerationOutput
+from ..best_of_n import BestOfN, GenerationOutput, Steps, run_steps, run_steps_async
+from ..errors import EngineError, InvalidRequest
 from ..preset_config import PresetConfig
 from ..prompting import PromptTokenizer
 from ..request import GenerationRequest, parse_request
@@ -24,12 +28,105 @@ TEXT_TOKENIZER_DIR = "tokenizer"
 LLM_TOKENIZER_DIR = "llm_tokenizer"
 
 
-class EngineError(RuntimeError):
-    """An engine model answered a BLS request with an error."""
+@dataclass
+class Orchestrator:
+    """The `vhs` model: Triton requests in, Triton responses out, engines called through BLS.
+
+    `execute` drives each request with the sync driver (`exec()`, one request after the other);
+    `execute_async` drives all requests of one call with the async driver (`async_exec()`), so their
+    engine calls are in flight together and the engines' dynamic batchers can merge them.
+    """
+
+    pb_utils: Any
+    best_of_n: BestOfN
+    config: PresetConfig
+    prompt_tokenizer: PromptTokenizer
+    engines: BLSEngineRunner
+    image_shape: tuple[int, int, int]  # (H, W, 3) of an output image
+
+    def execute(self, requests: list) -> list:
+        """One response per request, in order; a failed request gets an error response."""
+        responses = []
+        for request in requests:
+            try:
+                output = run_steps(self.steps(request), self.engines)
+                responses.append(self.write_response(output))
+            except Exception as error:  # every failure becomes this request's error; the model keeps serving
+                responses.append(error_response(error, self.pb_utils))
+        return responses
+
+    async def execute_async(self, requests: list) -> list:
+        """As `execute`, with the engine calls of all requests awaited concurrently."""
+
+        async def respond(request: Any) -> Any:
+            try:
+                output = await run_steps_async(self.steps(request), self.engines.run_async)
+                return self.write_response(output)
+            except Exception as error:  # as in `execute`
+                return error_response(error, self.pb_utils)
+
+        return list(await asyncio.gather(*(respond(request) for request in requests)))
+
+    def steps(self, request: Any) -> Steps:
+        """The engine calls of one Triton request (validated first: raises InvalidRequest)."""
+        generation, return_candidates = self.read_request(request)
+        return self.best_of_n.steps(generation, return_candidates)
+
+    def read_request(self, request: Any) -> tuple[GenerationRequest, bool]:
+        """Triton request -> validated GenerationRequest and whether candidate images were asked for.
+
+        Triton has already checked dtypes and shapes against config.pbtxt; this checks presence and
+        values and raises InvalidRequest naming the field.
+        """
+        prompt = self._scalar(request, P.PROMPT)
+        if prompt is None:  # Triton does not enforce a required input when the model has optional ones
+            raise InvalidRequest(f"{P.PROMPT} is required")
+        num_candidates = self._scalar(request, P.NUM_CANDIDATES)
+        seed = self._scalar(request, P.SEED)
+        mode = self._scalar(request, P.MODE)
+        generation = parse_request(
+            self.config,
+            self.prompt_tokenizer,
+            _text(prompt, P.PROMPT),
+            None if num_candidates is None else int(num_candidates),
+            None if seed is None else int(seed),
+            None if mode is None else _text(mode, P.MODE),
+        )
+        parameters = json.loads(request.parameters() or "{}")
+        return generation, _flag(parameters.get(P.RETURN_CANDIDATES, False))
+
+    def write_response(self, output: GenerationOutput) -> Any:
+        """GenerationOutput -> Triton InferenceResponse with every output of vhs/protocol.py."""
+        candidates = output.candidate_images
+        if candidates is None:
+            candidates = np.zeros((0, *self.image_shape), dtype=np.uint8)
+        tensors = [
+            self.pb_utils.Tensor(P.IMAGE, output.image),
+            self.pb_utils.Tensor(P.SCORES, output.scores.astype(np.float32)),
+            self.pb_utils.Tensor(P.SELECTED, np.array([output.selected], dtype=np.int32)),
+            self.pb_utils.Tensor(
+                P.TIMINGS, np.array([json.dumps(output.timings_ms).encode()], dtype=np.object_)
+            ),
+            self.pb_utils.Tensor(P.CANDIDATE_IMAGES, candidates),
+        ]
+        return self.pb_utils.InferenceResponse(output_tensors=tensors)
+
+    def _scalar(self, request: Any, name: str) -> Any:
+        tensor = self.pb_utils.get_input_tensor_by_name(request, name)
+        if tensor is None:
+            return None
+        values = tensor.as_numpy().reshape(-1)
+        if values.size != 1:
+            raise InvalidRequest(f"{name} must hold exactly one value, got {values.size}")
+        return values[0]
 
 
-def load_orchestrator(model_dir: Path, pb_utils: Any) -> tuple[BestOfN, PresetConfig, dict]:
-    """Build the BestOfN runner from the version folder of the `vhs` model (manifest + tokenizers)."""
+def load_orchestrator(model_dir: Path, pb_utils: Any) -> Orchestrator:
+    """The orchestrator of the `vhs` model's version folder `model_dir` (manifest + tokenizers).
+
+    Raises ManifestError when the manifest is unreadable or the engine graphs beside it are not the
+    ones it describes.
+    """
     from transformers import AutoTokenizer
 
     from export.manifest import load_manifest, verify_engine_files
@@ -44,66 +141,40 @@ def load_orchestrator(model_dir: Path, pb_utils: Any) -> tuple[BestOfN, PresetCo
         config.text_max_length,
         config.question_max_length,
     )
-    run = BLSEngineRunner(pb_utils, manifest["engines"])
-    best_of_n = BestOfN(
-        run, prompt_tokenizer, tuple(manifest["latent_shape"]), config.max_timesteps, config.guidance_scale
+    return Orchestrator(
+        pb_utils=pb_utils,
+        best_of_n=BestOfN(tuple(manifest["latent_shape"]), config.max_timesteps, config.guidance_scale),
+        config=config,
+        prompt_tokenizer=prompt_tokenizer,
+        engines=BLSEngineRunner(pb_utils, manifest["engines"]),
+        image_shape=tuple(manifest["image_shape"]),
     )
-    return best_of_n, config, manifest
-
-
-def read_request(request: Any, pb_utils: Any, config: PresetConfig) -> tuple[GenerationRequest, bool]:
-    """Triton request -> validated GenerationRequest and whether candidate images were asked for.
-
-    Triton has already checked dtypes and shapes against config.pbtxt; this checks presence and
-    values and raises ValueError naming the field.
-    """
-    prompt = _scalar(request, pb_utils, P.PROMPT)
-    if prompt is None:  # Triton does not enforce a required input when the model has optional ones
-        raise ValueError(f"{P.PROMPT} is required")
-    prompt = _text(prompt, P.PROMPT)
-    num_candidates = _scalar(request, pb_utils, P.NUM_CANDIDATES)
-    seed = _scalar(request, pb_utils, P.SEED)
-    mode = _scalar(request, pb_utils, P.MODE)
-    generation = parse_request(
-        config,
-        prompt,
-        None if num_candidates is None else int(num_candidates),
-        None if seed is None else int(seed),
-        None if mode is None else _text(mode, P.MODE),
-    )
-    parameters = json.loads(request.parameters() or "{}")
-    return generation, _flag(parameters.get(P.RETURN_CANDIDATES, False))
-
-
-def write_response(output: GenerationOutput, pb_utils: Any, image_shape: tuple[int, int, int]) -> Any:
-    """GenerationOutput -> Triton InferenceResponse with every output of vhs/protocol.py."""
-    candidates = output.candidate_images
-    if candidates is None:
-        candidates = np.zeros((0, *image_shape), dtype=np.uint8)
-    tensors = [
-        pb_utils.Tensor(P.IMAGE, output.image),
-        pb_utils.Tensor(P.SCORES, output.scores.astype(np.float32)),
-        pb_utils.Tensor(P.SELECTED, np.array([output.selected], dtype=np.int32)),
-        pb_utils.Tensor(P.TIMINGS, np.array([json.dumps(output.timings_ms).encode()], dtype=np.object_)),
-        pb_utils.Tensor(P.CANDIDATE_IMAGES, candidates),
-    ]
-    return pb_utils.InferenceResponse(output_tensors=tensors)
 
 
 def error_response(error: Exception, pb_utils: Any) -> Any:
-    """ValueError (bad input) -> INVALID_ARG; anything else -> INTERNAL, with the message kept."""
+    """InvalidRequest -> INVALID_ARG; an unavailable engine -> UNAVAILABLE; anything else -> INTERNAL.
+
+    The message is kept: it names the field, or the engine and its own error.
+    """
     codes = pb_utils.TritonError
-    code = codes.INVALID_ARG if isinstance(error, ValueError) else codes.INTERNAL
+    if isinstance(error, InvalidRequest):
+        code = codes.INVALID_ARG
+    elif isinstance(error, EngineError) and error.unavailable:
+        code = codes.UNAVAILABLE
+    else:
+        code = codes.INTERNAL
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), code))
 
 
 class BLSEngineRunner:
-    """`run(engine, **inputs)` for BestOfN: one BLS request to the engine model, all rows in one batch.
+    """`run(engine, **inputs)` for the step drivers: one BLS request to the engine model, all rows in
+    one batch. `__call__` uses `exec()`, `run_async` awaits `async_exec()`.
 
-    Inputs are cast to the dtypes the manifest records for the graph. Outputs stay where the engine
-    left them: numpy views on the host, or torch tensors through DLPack when they live on a GPU.
-    Tensors with one value per row, shape (batch,) in the graph, cross Triton as (batch, 1): Triton
-    needs a non-empty `dims` and the configs map it back with `reshape { shape: [] }`.
+    The inputs the manifest records for the engine are taken from `inputs` (others are ignored) and
+    cast to the graph's dtypes. Outputs stay where the engine left them: numpy views on the host, or
+    torch tensors through DLPack when they live on a GPU. Tensors with one value per row, shape
+    (batch,) in the graph, cross Triton as (batch, 1): Triton needs a non-empty `dims` and the
+    configs map it back with `reshape { shape: [] }`.
     """
 
     def __init__(self, pb_utils: Any, engines: dict):
@@ -111,19 +182,29 @@ class BLSEngineRunner:
         self.engines = engines
 
     def __call__(self, engine: str, **inputs) -> dict[str, Any]:
+        return self._outputs(engine, self._request(engine, inputs).exec())
+
+    async def run_async(self, engine: str, **inputs) -> dict[str, Any]:
+        return self._outputs(engine, await self._request(engine, inputs).async_exec())
+
+    def _request(self, engine: str, inputs: dict[str, Any]) -> Any:
         spec = self.engines[engine]
         tensors = [
             self._to_triton(i["name"], _triton_rows(inputs[i["name"]], i["shape"]), i["dtype"])
             for i in spec["inputs"]
         ]
         output_names = [item["name"] for item in spec["outputs"]]
-        response = self.pb_utils.InferenceRequest(
+        return self.pb_utils.InferenceRequest(
             model_name=engine, requested_output_names=output_names, inputs=tensors
-        ).exec()
+        )
+
+    def _outputs(self, engine: str, response: Any) -> dict[str, Any]:
         if response.has_error():
-            raise EngineError(f"engine model '{engine}' failed: {response.error().message()}")
+            error = response.error()
+            unavailable = _error_code(error) == getattr(self.pb_utils.TritonError, "UNAVAILABLE", None)
+            raise EngineError(f"engine model '{engine}' failed: {error.message()}", unavailable)
         outputs = {}
-        for output in spec["outputs"]:
+        for output in self.engines[engine]["outputs"]:
             tensor = self.pb_utils.get_output_tensor_by_name(response, output["name"])
             outputs[output["name"]] = _graph_rows(self._from_triton(tensor), output["shape"])
         return outputs
@@ -144,6 +225,12 @@ class BLSEngineRunner:
         return from_dlpack(tensor.to_dlpack())
 
 
+def _error_code(error: Any) -> Any:
+    """The TritonError's code; `code()` exists from Triton 23.x on, older stubs carry none."""
+    code = getattr(error, "code", None)
+    return code() if callable(code) else code
+
+
 def _triton_rows(array: Any, graph_shape: list[int]) -> Any:
     return array.reshape(-1, 1) if len(graph_shape) == 1 else array
 
@@ -152,22 +239,12 @@ def _graph_rows(array: Any, graph_shape: list[int]) -> Any:
     return array.reshape(-1) if len(graph_shape) == 1 else array
 
 
-def _scalar(request: Any, pb_utils: Any, name: str) -> Any:
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    if tensor is None:
-        return None
-    values = tensor.as_numpy().reshape(-1)
-    if values.size != 1:
-        raise ValueError(f"{name} must hold exactly one value, got {values.size}")
-    return values[0]
-
-
 def _text(value: Any, name: str) -> str:
     if isinstance(value, bytes):
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise ValueError(f"{name} must be UTF-8 text: {error}") from None
+            raise InvalidRequest(f"{name} must be UTF-8 text: {error}") from None
     return str(value)
 
 

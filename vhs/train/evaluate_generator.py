@@ -1,11 +1,10 @@
 """Score the generator on the fixed evaluation prompts: Best-of-1 and the oracle Best-of-N.
 
-Entry i of `evaluation_prompts()` is generated with seed i by the reference pipeline
-(`VHSPipeline`, `return_candidates=True`, which decodes all N candidates): candidate 0 is the
-Best-of-1 image (what mode "none" returns: candidate i depends only on the seed and i), and the
+Entry i of `evaluation_prompts()` is generated with seed i by the reference pipeline in mode
+"none" (`VHSPipeline`, `return_candidates=True`, which decodes all N candidates and runs no
+verifier): candidate 0 is the Best-of-1 image (candidate i depends only on the seed and i), and the
 oracle Best-of-N passes when the shapes evaluator passes any of the N candidates (an upper bound for
-every verifier). Mode "latent" is used only because mode "none" generates a single candidate; its
-scores are ignored. Prints the six GenEval task scores of both.
+every verifier). Prints the six GenEval task scores of both.
 
     python -m vhs.train.evaluate_generator [--preset shapes] [--candidates 4] [--every 1]
     python -m vhs.train.evaluate_generator --grid vhs/presets/shapes/sample_grid.png
@@ -40,8 +39,7 @@ def score_generator(pipeline: VHSPipeline, num_candidates: int, every: int = 1) 
     }
     entries = list(enumerate(evaluation_prompts()))[::every]
     for seed, spec in tqdm(entries, desc="evaluation prompts"):
-        output = pipeline(prompt_text(spec), num_candidates=num_candidates, seed=seed, mode="latent",
-                          return_candidates=True)  # fmt: skip
+        output = pipeline(prompt_text(spec), num_candidates, seed, mode="none", return_candidates=True)
         verdicts = [evaluate(image, spec) for image in output.candidate_images]
         passed["best_of_1"][spec.tag].append(verdicts[0])
         passed[f"oracle_best_of_{num_candidates}"][spec.tag].append(any(verdicts))
