@@ -148,8 +148,8 @@ def run_export(*args):
     [
         (["--preset", "no-such-preset"], "preset must be one of"),
         (
-            ["--preset", "tiny-random", "--split-block", "19"],
-            r"split_block \(l\*\) must be an integer in \[0, 18\]",
+            ["--preset", "tiny-random", "--split-block", "20"],
+            r"split_block \(l\*\) must be an integer in \[0, 19\]",
         ),
         (["--preset", "tiny-random", "--trt"], "--trt needs TensorRT"),
     ],

@@ -30,11 +30,12 @@ SUFFIX_OUTPUTS = ("denoised_latents",)
 
 
 def check_split_block(transformer: SanaTransformer2DModel, split_block: int) -> None:
-    """Raise ValueError unless `split_block` leaves at least one block for the suffix."""
+    """Raise ValueError unless `split_block` is a block of the transformer. At the last block the
+    suffix is the output head and the single-step update alone."""
     num_blocks = len(transformer.transformer_blocks)
-    if not isinstance(split_block, int) or not 0 <= split_block <= num_blocks - 2:
+    if not isinstance(split_block, int) or not 0 <= split_block <= num_blocks - 1:
         raise ValueError(
-            f"split_block (l*) must be an integer in [0, {num_blocks - 2}] for a {num_blocks}-block DiT, "
+            f"split_block (l*) must be an integer in [0, {num_blocks - 1}] for a {num_blocks}-block DiT, "
             f"got {split_block!r}"
         )
 

@@ -2,12 +2,14 @@
 
 world        SHAPES, COLORS, Scene / SceneObject, render_scene
 prompts      PromptSpec (GenEval's metadata), prompt_text, parse_prompt
-prompt_sets  evaluation_prompts (fixed), sample_training_prompt (disjoint from them)
+prompt_sets  evaluation_prompts (fixed), sample_training_prompt (disjoint from them; its
+             "train" / "validation" splits for the verifiers), validation_prompt_texts
 scenes       random_scene, scene_for_prompt, near_miss_scene, sample_training_scene
 detect       detect_objects: objects from pixels
 rules        GenEval's pass/fail rules on objects
 captions     caption_scene, caption_image
 evaluate     evaluate, evaluate_with_reason, score_folder
+robustness   the evaluator against verdicts by construction on perturbed renders
 layout       GenEval's folder layout: write_prompt_folder, read_prompt_folders
 cli          vhs-eval-shapes
 """
@@ -21,6 +23,7 @@ from vhs.shapes.prompt_sets import (
     evaluation_prompts,
     held_out_prompt_texts,
     sample_training_prompt,
+    validation_prompt_texts,
 )
 from vhs.shapes.prompts import RELATIONS, TASKS, ObjectClause, PromptSpec, parse_prompt, prompt_text
 from vhs.shapes.rules import DetectedObject, check_objects, ground_truth_objects, relative_position
@@ -62,6 +65,7 @@ __all__ = [
     "render_scene",
     "sample_training_prompt",
     "sample_training_scene",
+    "validation_prompt_texts",
     "scene_for_prompt",
     "score_folder",
     "summarize",

@@ -17,6 +17,10 @@ from vhs.shapes.prompts import COUNTING_NUMBERS, RELATIONS, TASKS, PromptSpec, p
 from vhs.shapes.world import COLORS, SHAPES
 
 EVALUATION_SEED = 553
+# The verifiers choose hyperparameters and checkpoints on prompts of their own: a seeded fifth of
+# the training groups of every task, never sampled for verifier training.
+VALIDATION_SEED = 554
+VALIDATION_FRACTION = 0.2
 
 EVALUATION_TASK_SIZES = {
     "single_object": 80,
@@ -102,9 +106,36 @@ def held_out_prompt_texts() -> frozenset[str]:
     return frozenset(prompt_text(spec) for tag in TASKS for group in _split(tag)[0] for spec in group)
 
 
-def sample_training_prompt(rng: np.random.Generator) -> PromptSpec:
-    """A random prompt outside the held-out groups: a task with training prompts, a group, a prompt."""
-    trainable_tasks = [tag for tag in TASKS if _split(tag)[1]]
-    training_groups = _split(trainable_tasks[rng.integers(len(trainable_tasks))])[1]
-    group = training_groups[rng.integers(len(training_groups))]
+def sample_training_prompt(rng: np.random.Generator, split: str = "all") -> PromptSpec:
+    """A random prompt outside the held-out groups: a task with training prompts, a group, a prompt.
+
+    split: "all" (every training group: what the generator trains on), or, for the verifiers, which
+    need a validation set disjoint from both their training and the evaluation prompts, "train"
+    (the training groups minus the validation groups) or "validation" (`validation_groups`).
+    """
+    groups_of = {"all": lambda tag: _split(tag)[1], "train": lambda tag: _verifier_split(tag)[1],
+                 "validation": lambda tag: _verifier_split(tag)[0]}  # fmt: skip
+    if split not in groups_of:
+        raise ValueError(f"split must be one of {tuple(groups_of)}, got {split!r}")
+    tasks = [tag for tag in TASKS if groups_of[split](tag)]
+    groups = groups_of[split](tasks[rng.integers(len(tasks))])
+    group = groups[rng.integers(len(groups))]
     return group[rng.integers(len(group))]
+
+
+@functools.cache
+def _verifier_split(tag: str) -> tuple[list[tuple[PromptSpec, ...]], list[tuple[PromptSpec, ...]]]:
+    """(validation groups, verifier-training groups): the training groups of a task cut by
+    VALIDATION_SEED, VALIDATION_FRACTION of them (at least one where there are two) for validation."""
+    groups = _split(tag)[1]
+    order = np.random.default_rng([VALIDATION_SEED, TASKS.index(tag)]).permutation(len(groups))
+    count = max(1, round(VALIDATION_FRACTION * len(groups))) if len(groups) >= 2 else 0
+    return [groups[i] for i in order[:count]], [groups[i] for i in order[count:]]
+
+
+@functools.cache
+def validation_prompt_texts() -> frozenset[str]:
+    """Every prompt text of the verifiers' validation groups (disjoint from training and evaluation)."""
+    return frozenset(
+        prompt_text(spec) for tag in TASKS for group in _verifier_split(tag)[0] for spec in group
+    )

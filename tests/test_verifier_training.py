@@ -1,0 +1,139 @@
+"""Verifier training: its data hold what the served path computes, its metrics measure selection,
+its splits never meet, and trained weights score as the served scorer does."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file
+
+from vhs.engines import build_engines
+from vhs.shapes import (
+    evaluate,
+    held_out_prompt_texts,
+    parse_prompt,
+    prompt_text,
+    sample_training_prompt,
+    validation_prompt_texts,
+)
+from vhs.train import verifier as verifier_training
+from vhs.train import verifier_data
+from vhs.train.verifier_metrics import auroc, best_of_n, within_prompt_auroc
+
+CANDIDATES = 3
+PROMPTS = 4
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """A train and a validation split of PROMPTS prompts x CANDIDATES candidates of tiny-random."""
+    folder = tmp_path_factory.mktemp("verifier_data")
+    patch = pytest.MonkeyPatch()
+    patch.setattr(verifier_data, "SHARD_PROMPTS", 2)
+    patch.setattr(verifier_data, "BATCH_PROMPTS", 2)
+    patch.setattr(verifier_data, "CANDIDATES", {"train": CANDIDATES, "validation": CANDIDATES})
+    patch.setattr(verifier_data, "PROMPTS", {"train": PROMPTS, "validation": PROMPTS})
+    generator = verifier_data.CandidateGenerator("tiny-random")
+    for split in ("train", "validation"):
+        for shard, path in enumerate(verifier_data.shard_paths(split, folder)):
+            verifier_data.build_shard(generator, split, shard, path)
+    yield folder
+    patch.undo()
+
+
+def test_the_dataset_holds_what_the_served_path_computes(tiny_data, tiny_preset, tiny_pipeline):
+    shard = load_file(str(tiny_data / "train" / "shard_0000.safetensors"))
+    prompts = verifier_data.split_prompts("train")[:2]
+    engines = build_engines(tiny_preset)  # split at the preset's own l*
+    split_block = tiny_preset.config.split_block
+    for p, (spec, seed) in enumerate(prompts):
+        served = tiny_pipeline(prompt_text(spec), CANDIDATES, seed, mode="none", return_candidates=True)
+        rows = slice(p * CANDIDATES, (p + 1) * CANDIDATES)
+        assert np.abs(shard["images"][rows].astype(int) - served.candidate_images.astype(int)).max() <= 1
+        tokens = tiny_preset.prompt_tokenizer(prompt_text(spec))
+        state = tiny_pipeline.best_of_n.initial_state(
+            seed,
+            list(range(CANDIDATES)),
+            engines["text_encoder"](
+                input_ids=torch.from_numpy(tokens.input_ids),
+                attention_mask=torch.from_numpy(tokens.attention_mask),
+            )["prompt_embeds"].detach(),
+            tokens,
+        )
+        with torch.no_grad():
+            hidden = engines["dit_prefix"](**{k: torch.as_tensor(v) for k, v in state.items()})[
+                "hidden_states"
+            ]
+        stored = shard[f"hidden_states_l{split_block}"][rows].astype(np.float32)
+        np.testing.assert_allclose(stored, hidden.numpy(), atol=2e-2, rtol=1e-2)  # stored in fp16
+        verdicts = [evaluate(image, spec) for image in shard["images"][rows]]
+        assert shard["passed"][rows].tolist() == verdicts
+
+
+def test_validation_prompts_never_meet_training_or_evaluation_prompts():
+    rng = np.random.default_rng(0)
+    validation, evaluation = validation_prompt_texts(), held_out_prompt_texts()
+    train = {prompt_text(sample_training_prompt(rng, "train")) for _ in range(3000)}
+    assert train and not train & validation and not train & evaluation
+    drawn = {prompt_text(sample_training_prompt(rng, "validation")) for _ in range(500)}
+    assert drawn <= validation and not validation & evaluation
+    assert {parse_prompt(text).tag for text in drawn} == {
+        "two_object",
+        "counting",
+        "colors",
+        "position",
+        "color_attr",
+    }
+    with pytest.raises(ValueError, match="split"):
+        sample_training_prompt(rng, "test")
+
+
+def test_within_prompt_auroc_ignores_which_prompts_are_hard():
+    # A score that knows which prompts are easy but not which candidate is right: prompt 3 (both
+    # pass) high, prompt 2 (both fail) low, and no difference inside the mixed prompts 0 and 1.
+    scores = np.array([0.9, 0.9, 0.1, 0.1, 0.05, 0.05, 0.95, 0.95])
+    passed = np.array([1, 0, 1, 0, 0, 0, 1, 1])
+    prompt_index = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    assert auroc(scores, passed) == 0.875
+    assert within_prompt_auroc(scores, passed, prompt_index) == 0.5
+    assert within_prompt_auroc(np.array([0.2, 0.7, 0.9]), np.array([1, 0, 1]), np.array([0, 0, 0])) == 0.5
+
+
+def test_best_of_n_takes_the_highest_score_among_the_first_n():
+    scores = np.array([[0.1, 0.9, 0.99], [0.8, 0.2, 0.3]])
+    passed = np.array([[0, 1, 0], [0, 1, 1]])
+    assert best_of_n(scores, passed, ["colors", "colors"], 2) == {"colors": 0.5, "overall": 0.5}
+    assert best_of_n(scores, passed, ["colors", "colors"], 3)["overall"] == 0.0
+
+
+def test_trained_weights_score_as_the_served_scorer(tiny_data, tiny_preset, tmp_path, monkeypatch):
+    monkeypatch.setattr(verifier_training, "PRIOR_STEPS", 3)
+    monkeypatch.setattr(verifier_training, "ALIGN_STEPS", 3)
+    monkeypatch.setattr(verifier_training, "FINETUNE_STEPS", 4)
+    monkeypatch.setattr(verifier_training, "EVAL_EVERY", 2)
+    reads = f"hidden_states_l{tiny_preset.config.split_block}"
+    metrics = verifier_training.train_verifier(
+        reads, tmp_path / "vhs", preset_name="tiny-random", data_dir=tiny_data, prior_dir=tmp_path / "prior"
+    )
+    assert metrics["validation"]["step"] in (2, 4)
+    # Load the written weights the way a preset loads them and score through the served modules.
+    from transformers import Qwen2ForCausalLM
+
+    from vhs.verifier import MLPConnector, YesNoScorer
+
+    connector = MLPConnector.from_pretrained(tmp_path / "vhs" / "connector")
+    assert not torch.equal(connector.input_var, torch.ones_like(connector.input_var))  # statistics stored
+    llm = Qwen2ForCausalLM.from_pretrained(tmp_path / "vhs" / "llm")
+    tokenizer = tiny_preset.prompt_tokenizer
+    scorer = YesNoScorer(llm, tokenizer.question_prefix_ids, tokenizer.yes_token_id, tokenizer.no_token_id)
+    validation, record = verifier_data.load_split("validation", (reads, "passed", "prompt_index"), tiny_data)
+    question = verifier_training.question_tensors(tiny_preset, [p["text"] for p in record["prompts"]])
+    model = verifier_training.VerifierForTraining(connector, scorer).eval()
+    scores = verifier_training.score(model, validation[reads], *question, validation["prompt_index"])
+    with torch.no_grad():
+        tokens = tokenizer(record["prompts"][0]["text"])
+        _, served = scorer(
+            connector(torch.from_numpy(validation[reads][:1]).float()),
+            torch.from_numpy(tokens.question_ids),
+            torch.from_numpy(tokens.question_length),
+        )
+    assert served.item() == pytest.approx(float(scores[0]), abs=1e-6)

@@ -1,0 +1,317 @@
+"""Verifier training: one script for every verifier kind, as the paper trains VHS and its baselines.
+
+    reads=hidden_states_l{b}   VHS: the MLP connector on the DiT hidden state after block b
+    reads=denoised_latents     MLLM with AE: a connector on the autoencoder latent z_0
+    reads=images               MLLM with CLIP: a frozen CLIP vision tower + connector on pixels
+
+Stages, on the candidates of `vhs.train.verifier_data` (train split; validation picks the checkpoint):
+    0. language prior (shared by every verifier, cached): the LLM learns the world's language:
+       prompts, captions, and the verifier question with its answer
+    1. alignment (LLaVA stage 1): connector only, LLM frozen, language-model loss on a caption of
+       what the candidate actually shows (the evaluator's detections), not on its prompt
+    2. verifier fine-tuning: connector + LLM on the published question, answer yes/no; weighted
+       cross-entropy by default (weights from the label balance), plain or focal as options. The
+       score is P(yes) from the yes/no logits, as served. The checkpoint with the best
+       within-prompt AUROC on validation is kept.
+
+The connector's input normalisation (per-channel mean and variance of the training inputs) is
+computed before stage 1 and stored in the connector. Runs unchanged under torchrun (DDP, gloo).
+
+    python -m vhs.train.verifier --reads hidden_states_l7 --out build/train/verifiers/vhs_l7
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..presets import Preset, load_preset
+from ..prompting import VERIFIER_QUESTION
+from ..verifier import LatentVisualEncoder, YesNoScorer
+from .common import LossLog, cosine_learning_rate
+from .verifier_data import OUT_DIR as DATA_DIR
+from .verifier_data import load_split
+from .verifier_metrics import selection_metrics
+
+# --- config ---------------------------------------------------------------------------------------
+PRESET = "shapes"
+SEED = 0
+BATCH_SIZE = 64
+PRIOR_STEPS, PRIOR_LR = 600, 2e-3
+ALIGN_STEPS, ALIGN_LR = 300, 2e-3
+FINETUNE_STEPS, FINETUNE_LR = 1200, 5e-4
+EVAL_EVERY = 100
+LOSS = "weighted_xe"  # or "xe", "focal"
+FOCAL_GAMMA = 2.0
+OUT_DIR = Path("build/train/verifiers")
+PRIOR_DIR = OUT_DIR / "llm_prior"
+# ---------------------------------------------------------------------------------------------------
+
+
+class VerifierForTraining(nn.Module):
+    """A visual encoder + `YesNoScorer`: (visual input, question) -> yes/no logits (B, 2)."""
+
+    def __init__(self, visual_encoder: nn.Module, scorer: YesNoScorer):
+        super().__init__()
+        self.visual_encoder = visual_encoder
+        self.scorer = scorer
+
+    def forward(self, visual_input, question_ids, question_length):
+        return self.scorer(self.visual_encoder(visual_input), question_ids, question_length)[0]
+
+
+class CaptionModel(nn.Module):
+    """Stage 1: the language-model loss of a caption after [question prefix] + visual tokens."""
+
+    def __init__(self, visual_encoder: nn.Module, llm: nn.Module, prefix_ids: list[int]):
+        super().__init__()
+        self.visual_encoder = visual_encoder
+        self.llm = llm
+        self.register_buffer("prefix_ids", torch.tensor(prefix_ids), persistent=False)
+
+    def forward(self, visual_input, caption_ids, caption_mask):
+        visual = self.visual_encoder(visual_input)
+        embed = self.llm.get_input_embeddings()
+        batch = visual.shape[0]
+        prefix = embed(self.prefix_ids).unsqueeze(0).expand(batch, -1, -1)
+        inputs_embeds = torch.cat([prefix, visual, embed(caption_ids)], dim=1)
+        ignored = torch.full((batch, prefix.shape[1] + visual.shape[1]), -100)
+        labels = torch.cat([ignored, caption_ids.masked_fill(caption_mask == 0, -100)], dim=1)
+        return self.llm(inputs_embeds=inputs_embeds, labels=labels).loss
+
+
+def visual_encoder_for(preset: Preset, reads: str) -> nn.Module:
+    """A fresh copy of the preset's visual encoder for what the verifier reads."""
+    if reads.startswith("hidden_states_l"):
+        return copy.deepcopy(preset.connector)
+    if reads == "denoised_latents":
+        return LatentVisualEncoder(copy.deepcopy(preset.latent_connector))
+    raise ValueError(f"reads must be hidden_states_l<block> or denoised_latents, got {reads!r}")
+
+
+def set_input_statistics(encoder: nn.Module, features: np.ndarray) -> None:
+    """Store the per-channel mean and variance of the training inputs in the connector: channels are
+    the last axis of hidden states (N, tokens, width) and the second of latents (N, C, h, w)."""
+    connector = getattr(encoder, "connector", encoder)
+    channels = np.moveaxis(features, 1, -1) if features.ndim == 4 else features
+    flat = channels.reshape(-1, channels.shape[-1]).astype(np.float64)
+    connector.input_mean.copy_(torch.from_numpy(flat.mean(axis=0)).float())
+    connector.input_var.copy_(torch.from_numpy(flat.var(axis=0)).float())
+
+
+def pad_token_ids(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) (B, longest + 1): each text's tokens and the end-of-text token, right-padded."""
+    rows = [tokenizer(text, add_special_tokens=False).input_ids + [tokenizer.eos_token_id] for text in texts]
+    ids = torch.full((len(rows), max(map(len, rows))), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)], mask[i, : len(row)] = torch.tensor(row), 1
+    return ids, mask
+
+
+def classification_loss(logits: torch.Tensor, passed: torch.Tensor, kind: str, class_weights: torch.Tensor):
+    """The yes/no loss; logits (B, 2) are [yes, no], passed (B,) the evaluator's verdict."""
+    target = 1 - passed.long()  # index 0 is "yes"
+    if kind == "xe":
+        return F.cross_entropy(logits, target)
+    if kind == "weighted_xe":
+        return F.cross_entropy(logits, target, weight=class_weights)
+    if kind == "focal":
+        cross_entropy = F.cross_entropy(logits, target, reduction="none")
+        return ((1 - torch.exp(-cross_entropy)) ** FOCAL_GAMMA * cross_entropy).mean()
+    raise ValueError(f"loss must be xe, weighted_xe or focal, got {kind!r}")
+
+
+def batches(num_rows: int, steps: int, first_step: int, stage: int):
+    """Random row indices of each step: the same on every run, different per process rank."""
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    for step in range(first_step, steps):
+        rng = np.random.default_rng([SEED, stage, step, rank])
+        yield step, rng.integers(num_rows, size=BATCH_SIZE)
+
+
+def optimize(
+    model: nn.Module, loss_of_batch, steps: int, peak_lr: float, stage: int, num_rows: int, log, on_eval=None
+):
+    """The training loop of a stage: AdamW on the trainable parameters, cosine schedule, a log line
+    every 20 steps and `on_eval(step)` every EVAL_EVERY steps and at the end."""
+    if dist.is_initialized():
+        model = DistributedDataParallel(model)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=peak_lr, weight_decay=0.0)
+    model.train()
+    for step, rows in batches(num_rows, steps, 0, stage):
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_learning_rate(step, steps, peak_lr, peak_lr / 10, warmup_steps=steps // 20)
+        loss = loss_of_batch(model, rows)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % 20 == 0:
+            log(step, **{f"stage{stage}_loss": loss.item()})
+        if on_eval is not None and ((step + 1) % EVAL_EVERY == 0 or step == steps - 1):
+            model.eval()
+            on_eval(step + 1)
+            model.train()
+    model.eval()
+
+
+def train_language_prior(preset: Preset, texts: list[str], out: Path) -> nn.Module:
+    """Stage 0: the preset's LLM trained on the world's texts; cached in `out`."""
+    from transformers import Qwen2ForCausalLM
+
+    if (out / "config.json").is_file():
+        return Qwen2ForCausalLM.from_pretrained(out)
+    llm = copy.deepcopy(preset.llm).train().requires_grad_(True)
+    ids, mask = pad_token_ids(preset.llm_tokenizer, texts)
+    labels = ids.masked_fill(mask == 0, -100)
+
+    def loss_of_batch(model, rows):
+        return model(input_ids=ids[rows], attention_mask=mask[rows], labels=labels[rows]).loss
+
+    optimize(llm, loss_of_batch, PRIOR_STEPS, PRIOR_LR, 0, len(texts), LossLog(out))
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        llm.save_pretrained(out)
+    return llm
+
+
+def question_tensors(preset: Preset, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(question_ids (P, Q), question_length (P,)) of each prompt, as served."""
+    tokens = [preset.prompt_tokenizer(prompt) for prompt in prompts]
+    return (
+        torch.from_numpy(np.concatenate([t.question_ids for t in tokens])),
+        torch.from_numpy(np.concatenate([t.question_length for t in tokens])),
+    )
+
+
+def score(
+    model: VerifierForTraining, features: np.ndarray, question_ids, question_length, prompt_index
+) -> np.ndarray:
+    """P(yes) of every candidate (N,), in batches."""
+    scores = []
+    with torch.no_grad():
+        for start in range(0, len(features), 256):
+            rows = np.arange(start, min(start + 256, len(features)))
+            prompts = prompt_index[rows]
+            logits = model(
+                torch.from_numpy(features[rows]).float(), question_ids[prompts], question_length[prompts]
+            )
+            scores.append(torch.softmax(logits.float(), dim=-1)[:, 0].numpy())
+    return np.concatenate(scores)
+
+
+def train_verifier(
+    reads: str,
+    out: Path,
+    loss_kind: str = LOSS,
+    preset_name: str = PRESET,
+    data_dir: Path = DATA_DIR,
+    prior_dir: Path = PRIOR_DIR,
+) -> dict:
+    """Stages 0-2 for one verifier; writes `out/{connector,llm}` and `out/metrics.json` (the
+    validation metrics of the kept checkpoint). Returns those metrics."""
+    torch.manual_seed(SEED)
+    preset = load_preset(preset_name)
+    train, train_record = load_split("train", (reads, "passed", "prompt_index"), data_dir)
+    validation, validation_record = load_split("validation", (reads, "passed", "prompt_index"), data_dir)
+    prompts = [p["text"] for p in train_record["prompts"]]
+    passed = torch.from_numpy(train["passed"].astype(np.int64))
+    tokenizer = preset.llm_tokenizer
+
+    prior_texts = (
+        prompts
+        + train_record["captions"]
+        + [
+            VERIFIER_QUESTION.replace("{prompt}", prompts[p]).replace("<image>", "")
+            + (" yes" if y else " no")
+            for p, y in zip(train["prompt_index"], train["passed"], strict=True)
+        ]
+    )
+    llm = copy.deepcopy(train_language_prior(preset, prior_texts, prior_dir))
+    encoder = visual_encoder_for(preset, reads)
+    set_input_statistics(encoder, train[reads])
+    log = LossLog(out)
+
+    # Stage 1: alignment on what each candidate shows.
+    caption_ids, caption_mask = pad_token_ids(tokenizer, train_record["captions"])
+    llm.requires_grad_(False)
+    encoder.requires_grad_(True)
+    caption_model = CaptionModel(encoder, llm, preset.prompt_tokenizer.question_prefix_ids)
+    features = train[reads]
+
+    def alignment_loss(model, rows):
+        return model(torch.from_numpy(features[rows]).float(), caption_ids[rows], caption_mask[rows])
+
+    optimize(caption_model, alignment_loss, ALIGN_STEPS, ALIGN_LR, 1, len(features), log)
+
+    # Stage 2: the verifier question, yes/no.
+    llm.requires_grad_(True)
+    scorer = YesNoScorer(
+        llm, preset.prompt_tokenizer.question_prefix_ids, preset.prompt_tokenizer.yes_token_id,
+        preset.prompt_tokenizer.no_token_id,
+    )  # fmt: skip
+    model = VerifierForTraining(encoder, scorer)
+    question_ids, question_length = question_tensors(preset, prompts)
+    val_questions = question_tensors(preset, [p["text"] for p in validation_record["prompts"]])
+    positive_rate = float(passed.float().mean())
+    # Each class weighs half of the loss ([yes, no]); +1 keeps a class absent from a tiny set finite.
+    counts = torch.stack([passed.sum(), (1 - passed).sum()]).float() + 1
+    class_weights = counts.sum() / (2 * counts)
+    prompt_index = train["prompt_index"]
+
+    def finetune_loss(model, rows):
+        prompts_of_rows = prompt_index[rows]
+        logits = model(
+            torch.from_numpy(features[rows]).float(),
+            question_ids[prompts_of_rows],
+            question_length[prompts_of_rows],
+        )
+        return classification_loss(logits, passed[rows], loss_kind, class_weights)
+
+    best = {}
+
+    def evaluate_on_validation(step: int) -> None:
+        scores = score(model, validation[reads], *val_questions, validation["prompt_index"])
+        metrics = selection_metrics(scores, validation["passed"], validation["prompt_index"])
+        log(step, **{f"validation_{k}": v for k, v in metrics.items()})
+        if not best or metrics["within_prompt_auroc"] > best["within_prompt_auroc"]:
+            best.update(metrics, step=step, state=copy.deepcopy(model.state_dict()))
+
+    optimize(model, finetune_loss, FINETUNE_STEPS, FINETUNE_LR, 2, len(features), log, evaluate_on_validation)
+    model.load_state_dict(best.pop("state"))
+    metrics = {"reads": reads, "loss": loss_kind, "validation": best, "train_positive_rate": positive_rate}
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        connector = getattr(encoder, "connector", encoder)
+        connector.save_pretrained(out / "connector")
+        llm.save_pretrained(out / "llm")
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--reads", required=True, help="hidden_states_l<block> or denoised_latents")
+    parser.add_argument("--loss", default=LOSS, choices=("weighted_xe", "xe", "focal"))
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    if "WORLD_SIZE" in os.environ:
+        dist.init_process_group("gloo")
+    print(json.dumps(train_verifier(args.reads, args.out, args.loss), indent=2))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""Verifier stage 0, the dataset: candidates of the shipped generator, labelled by the shapes evaluator.
+
+For the prompts of one split, CANDIDATES[split] candidates each, generated exactly as the served path
+does (candidate i of a prompt is the noise of (seed, i)):
+
+    train, validation   `sample_training_prompt(rng, split)`: disjoint prompt groups, never an
+                        evaluation prompt; validation chooses every hyperparameter and checkpoint
+    evaluation          the 553 evaluation prompts, entry i with seed i (as `make eval-generator`),
+                        4 candidates: touched once, for the final tables
+
+Every candidate keeps what each verifier reads:
+
+    hidden_states_l{b}  (tokens, width) fp16   the DiT hidden state after block b, b in READ_BLOCKS
+                                               (VHS; block indexing as the preset's split_block)
+    denoised_latents    (C, h, w) fp16         z_0, the autoencoder latent (the AE-latent verifier)
+    images              (H, W, 3) uint8        the decoded candidate (the CLIP verifier)
+    passed              uint8                  the shapes evaluator's verdict on the image for the prompt
+    prompt_index        int32                  the prompt's row in the shard's JSON
+
+and, in the shard's JSON, each prompt (text, task, seed) and each candidate's caption from its
+pixels (`caption_image`: what the candidate actually shows, for the alignment stage). Shards are
+written whole or not at all, so a run resumes where it stopped. Storing beats recomputing here:
+one epoch reads in seconds, while generating the candidates takes minutes.
+
+    python -m vhs.train.verifier_data --split train
+    python -m vhs.train.verifier_data --split validation
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save_file
+from tqdm import tqdm
+
+from ..best_of_n import BestOfN, to_uint8_images
+from ..engine_names import DIT_PREFIX, DIT_SUFFIX, TEXT_ENCODER, VAE_DECODER
+from ..engines import build_engines
+from ..presets import load_preset
+from ..shapes import (
+    TASKS,
+    PromptSpec,
+    caption_image,
+    evaluate,
+    evaluation_prompts,
+    prompt_text,
+    sample_training_prompt,
+)
+
+# --- config ---------------------------------------------------------------------------------------
+PRESET = "shapes"
+READ_BLOCKS = (1, 5, 7, 9, 19)  # the paper's layer study (h1 .. h19 of a 20-block DiT)
+# Candidates per prompt (the paper uses 20): more prompts with fewer candidates make a wider data set.
+CANDIDATES = {"train": 8, "validation": 8, "evaluation": 4}
+PROMPTS = {"train": 1200, "validation": 300}
+SPLIT_SEEDS = {"train": 0, "validation": 1}
+SHARD_PROMPTS = 100
+BATCH_PROMPTS = 8  # prompts per forward pass (x CANDIDATES candidates)
+OUT_DIR = Path("build/train/verifier_data")
+# ---------------------------------------------------------------------------------------------------
+
+
+def split_prompts(split: str) -> list[tuple[PromptSpec, int]]:
+    """(prompt, noise seed) of every prompt of a split, in order; seeds distinct across splits."""
+    if split == "evaluation":
+        return [(spec, index) for index, spec in enumerate(evaluation_prompts())]
+    rng = np.random.default_rng(SPLIT_SEEDS[split])
+    first_seed = 1_000_000 * (SPLIT_SEEDS[split] + 1)
+    return [(sample_training_prompt(rng, split), first_seed + index) for index in range(PROMPTS[split])]
+
+
+class CandidateGenerator:
+    """The shipped generator, split after its last block so that every block's output is reachable:
+    `__call__(prompts, seeds)` returns each candidate's hidden states at READ_BLOCKS, z_0 and image."""
+
+    def __init__(self, preset_name: str = PRESET, read_blocks: tuple[int, ...] = READ_BLOCKS):
+        preset = load_preset(preset_name)
+        last_block = len(preset.transformer.transformer_blocks) - 1
+        preset.config = dataclasses.replace(preset.config, split_block=last_block)
+        self.engines = build_engines(preset)
+        self.tokenize = preset.prompt_tokenizer
+        self.best_of_n = BestOfN(
+            preset.latent_shape, preset.config.max_timesteps, preset.config.guidance_scale
+        )
+        self.read_blocks = read_blocks
+        self._captured: dict[int, torch.Tensor] = {}
+        for block in read_blocks:
+            preset.transformer.transformer_blocks[block].register_forward_hook(self._capture(block))
+
+    def _capture(self, block: int):
+        def hook(module, inputs, output):
+            self._captured[block] = output
+
+        return hook
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[str], seeds: list[int], num_candidates: int) -> dict[str, np.ndarray]:
+        """{"hidden_states_l{b}": (P*K, tokens, width) fp16, "denoised_latents": (P*K, C, h, w) fp16,
+        "images": (P*K, H, W, 3) uint8}, candidates of prompt p in rows p*K .. p*K + K - 1."""
+        states = []
+        for prompt, seed in zip(prompts, seeds, strict=True):
+            tokens = self.tokenize(prompt)
+            text = self._run(TEXT_ENCODER, input_ids=tokens.input_ids, attention_mask=tokens.attention_mask)
+            states.append(
+                self.best_of_n.initial_state(seed, list(range(num_candidates)), text["prompt_embeds"], tokens)
+            )
+        state = {name: torch.cat([torch.as_tensor(s[name]) for s in states]) for name in states[0]}
+        state |= self._run(DIT_PREFIX, **state)
+        hidden = {f"hidden_states_l{b}": self._captured[b].half().numpy() for b in self.read_blocks}
+        state |= self._run(DIT_SUFFIX, **state)
+        images = self._run(VAE_DECODER, **state)["images"]
+        return {
+            **hidden,
+            "denoised_latents": state["denoised_latents"].half().numpy(),
+            "images": to_uint8_images(images.numpy()),
+        }
+
+    def _run(self, engine: str, **inputs) -> dict[str, torch.Tensor]:
+        tensors = {name: torch.as_tensor(value) for name, value in inputs.items()}
+        return self.engines[engine](**tensors)
+
+
+def build_shard(generator: CandidateGenerator, split: str, shard: int, path: Path) -> None:
+    """Generate, label and write one shard (up to SHARD_PROMPTS prompts) of a split."""
+    prompts = split_prompts(split)[shard * SHARD_PROMPTS : (shard + 1) * SHARD_PROMPTS]
+    candidates = CANDIDATES[split]
+    arrays: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(prompts), BATCH_PROMPTS):
+        batch = prompts[start : start + BATCH_PROMPTS]
+        outputs = generator([prompt_text(spec) for spec, _ in batch], [seed for _, seed in batch], candidates)
+        for name, value in outputs.items():
+            arrays.setdefault(name, []).append(value)
+    tensors = {name: np.concatenate(values) for name, values in arrays.items()}
+    prompt_index = np.repeat(np.arange(len(prompts), dtype=np.int32), candidates)
+    tensors["passed"] = np.array(
+        [evaluate(image, prompts[p][0]) for image, p in zip(tensors["images"], prompt_index, strict=True)],
+        np.uint8,
+    )
+    tensors["prompt_index"] = prompt_index
+    record = {
+        "prompts": [{"text": prompt_text(spec), "tag": spec.tag, "seed": seed} for spec, seed in prompts],
+        "captions": [caption_image(image) for image in tensors["images"]],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path.with_suffix(".tmp")))
+    path.with_suffix(".json").write_text(json.dumps(record) + "\n")
+    path.with_suffix(".tmp").replace(path)  # the shard exists only once both files are whole
+
+
+def shard_paths(split: str, out_dir: Path = OUT_DIR) -> list[Path]:
+    count = -(-len(split_prompts(split)) // SHARD_PROMPTS)
+    return [out_dir / split / f"shard_{i:04d}.safetensors" for i in range(count)]
+
+
+def load_split(
+    split: str, keys: tuple[str, ...], out_dir: Path = OUT_DIR
+) -> tuple[dict[str, np.ndarray], dict]:
+    """The named arrays of every shard of a split, concatenated, and the shards' JSON records merged
+    (prompt_index made global)."""
+    arrays: dict[str, list[np.ndarray]] = {}
+    prompts, captions = [], []
+    for path in shard_paths(split, out_dir):
+        shard = load_file(str(path))
+        record = json.loads(path.with_suffix(".json").read_text())
+        for key in keys:
+            value = shard[key] + len(prompts) if key == "prompt_index" else shard[key]
+            arrays.setdefault(key, []).append(value)
+        prompts += record["prompts"]
+        captions += record["captions"]
+    return {key: np.concatenate(values) for key, values in arrays.items()}, {
+        "prompts": prompts,
+        "captions": captions,
+    }
+
+
+def data_card(split: str, out_dir: Path = OUT_DIR) -> dict:
+    """Prompts, candidates and the positive rate per task of a split; also written as data_card.json."""
+    arrays, record = load_split(split, ("passed", "prompt_index"), out_dir)
+    tags = np.array([record["prompts"][i]["tag"] for i in arrays["prompt_index"]])
+    by_prompt = arrays["passed"].reshape(-1, CANDIDATES[split])
+    mixed = (by_prompt.min(axis=1) == 0) & (by_prompt.max(axis=1) == 1)
+    card = {
+        "split": split,
+        "prompts": len(record["prompts"]),
+        "candidates_per_prompt": CANDIDATES[split],
+        "candidates": int(len(arrays["passed"])),
+        "positive_rate": float(arrays["passed"].mean()),
+        "positive_rate_by_task": {
+            tag: float(arrays["passed"][tags == tag].mean()) for tag in TASKS if (tags == tag).any()
+        },
+        "prompts_with_passing_and_failing_candidates": float(mixed.mean()),
+    }
+    (out_dir / split / "data_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--split", choices=tuple(CANDIDATES), required=True)
+    parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    generator = CandidateGenerator()
+    for shard, path in enumerate(tqdm(shard_paths(args.split, args.out_dir), desc=f"{args.split} shards")):
+        if not path.is_file():
+            build_shard(generator, args.split, shard, path)
+    print(json.dumps(data_card(args.split, args.out_dir), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""How well a verifier's scores select: AUROCs, balanced accuracy, Best-of-N.
+
+Best-of-N depends on ranking the candidates *of one prompt*: the within-prompt AUROC (over pairs of a
+passing and a failing candidate of the same prompt) is the number that matters. The overall AUROC
+also rewards knowing which prompts are hard, which says nothing about choosing among candidates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import rankdata
+
+from ..shapes import TASKS
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """P(score of a random positive > score of a random negative), ties counting half; nan if one
+    class is absent (the Mann-Whitney U statistic over the product of the class sizes)."""
+    labels = labels.astype(bool)
+    positives, negatives = labels.sum(), (~labels).sum()
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def within_prompt_auroc(scores: np.ndarray, labels: np.ndarray, prompt_index: np.ndarray) -> float:
+    """The AUROC over pairs (passing, failing) of candidates of the same prompt, every pair weighing
+    the same; nan if no prompt has both."""
+    wins, pairs = 0.0, 0
+    for prompt in np.unique(prompt_index):
+        rows = prompt_index == prompt
+        positive, negative = scores[rows][labels[rows] == 1], scores[rows][labels[rows] == 0]
+        if len(positive) and len(negative):
+            difference = positive[:, None] - negative[None, :]
+            wins += (difference > 0).sum() + 0.5 * (difference == 0).sum()
+            pairs += difference.size
+    return float(wins / pairs) if pairs else float("nan")
+
+
+def balanced_accuracy(scores: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> float:
+    """The mean of the true-positive and true-negative rates of `score >= threshold`; nan if one
+    class is absent."""
+    labels = labels.astype(bool)
+    if labels.all() or not labels.any():
+        return float("nan")
+    predicted = scores >= threshold
+    return float((predicted[labels].mean() + (~predicted[~labels]).mean()) / 2)
+
+
+def best_of_n(
+    scores: np.ndarray, labels: np.ndarray, tags: list[str], num_candidates: int
+) -> dict[str, float]:
+    """GenEval scores of choosing, per prompt, the highest-scoring of its first `num_candidates`.
+
+    scores, labels: (prompts, K) with K >= num_candidates; tags: each prompt's task. Returns
+    {task: pass rate, ..., "overall": mean of the task pass rates}. Ties go to the lower index, as
+    the served argmax does.
+    """
+    chosen = np.argmax(scores[:, :num_candidates], axis=1)
+    passed = labels[np.arange(len(labels)), chosen].astype(float)
+    tags = np.asarray(tags)
+    tasks = {tag: float(passed[tags == tag].mean()) for tag in TASKS if (tags == tag).any()}
+    return {**tasks, "overall": float(np.mean(list(tasks.values())))}
+
+
+def selection_metrics(scores: np.ndarray, labels: np.ndarray, prompt_index: np.ndarray) -> dict[str, float]:
+    """{"within_prompt_auroc", "auroc", "balanced_accuracy"} of flat per-candidate arrays."""
+    return {
+        "within_prompt_auroc": within_prompt_auroc(scores, labels, prompt_index),
+        "auroc": auroc(scores, labels),
+        "balanced_accuracy": balanced_accuracy(scores, labels),
+    }
