@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -13,7 +14,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from export.backends import BACKENDS
 from export.graphs import graph_io
-from export.repository import TRITON_DTYPES, Scheduling, engine_config
+from export.repository import TRITON_DTYPES, Scheduling, engine_config, orchestrator_config
 from export.tensorrt import TensorRTUnavailable, convert_command, optimization_profile, require_tensorrt
 from vhs import protocol as P
 from vhs.engine_names import DIT_PREFIX
@@ -254,3 +255,16 @@ def test_onnxruntime_backend_config():
     config = engine_config("connector", engine, BACKENDS["onnxruntime"], 8, Scheduling(1, 2, 500))
     assert config.backend == "onnxruntime" and config.default_model_filename == "model.onnx"
     assert not config.parameters
+
+
+def test_source_model_repository_shows_the_configs_the_exporter_writes():
+    """model_repository/*/config.pbtxt show the contract without exporting; they must not drift."""
+    source = Path(__file__).resolve().parent.parent / "model_repository"
+    assert read_config(source / "vhs" / "config.pbtxt") == orchestrator_config([64, 64, 3], 2)
+    template = read_config(source / "engine" / "config.pbtxt")
+    connector = {
+        "file": "model.onnx",
+        "inputs": [{"name": "hidden_states", "dtype": "float32", "shape": [-1, 64, 64]}],
+        "outputs": [{"name": "visual_tokens", "dtype": "float32", "shape": [-1, 64, 64]}],
+    }
+    assert template == engine_config("connector", connector, BACKENDS["python"], 16, Scheduling())
