@@ -21,7 +21,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModel, Gemma2Config, Gemma2
 PUBLISHED_TEXT_TOKENS = 300
 PUBLISHED_LLM_TOKENS = 1064  # question + 576 CLIP-336 visual tokens, as in the notes' table
 COMPONENTS = ("dit", "vae_decoder", "text_encoder", "llm", "clip_vision")
-# Published proportions to DiT (notes/onnx-export.md); each preset ratio must be within 2x of these.
+# Published proportions to DiT (docs/onnx-export.md); each preset ratio must be within 2x of these.
 TOLERANCE = 2.0
 
 

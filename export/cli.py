@@ -28,12 +28,12 @@ from vhs.engine_names import VAE_DECODER
 from vhs.engines import build_engines
 from vhs.modes import all_engines, llm_engines
 from vhs.presets import load_preset, load_preset_config
-from vhs.serving.orchestrator import LLM_TOKENIZER_DIR, TEXT_TOKENIZER_DIR
+from vhs.serving.manifest import FORMAT_VERSION, LLM_TOKENIZER_DIR, TEXT_TOKENIZER_DIR, file_sha256
 
+from .backends import BACKENDS, Backend
 from .graphs import EXAMPLE_BATCH, example_inputs, export_onnx, graph_io, visual_token_counts
-from .manifest import FORMAT_VERSION, file_sha256
 from .parity import ATOL, RTOL, check_parity, inspect_model
-from .repository import BACKENDS, write_repository
+from .repository import Scheduling, write_repository
 from .tensorrt import PRECISIONS, build_plan, optimization_profile, require_tensorrt
 
 PARITY_BATCHES = (1, 4)
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     staging = None
     try:
         load_preset_config(args.preset)  # fail on a bad name before anything is written
-        if args.backend == "tensorrt_plan":
+        if BACKENDS[args.backend].builds_plans:
             require_tensorrt()
         output = args.output.resolve()
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -104,41 +104,16 @@ def _export(args: argparse.Namespace, folder: Path, progress: tqdm) -> str:
             f"--max-batch-size must be at least max_candidates ({preset.config.max_candidates}), "
             f"got {max_batch_size}"
         )
+    backend = BACKENDS[args.backend]
     engines = build_engines(preset)  # raises ValueError if l* is out of range
     inputs = example_inputs(preset, engines, EXAMPLE_BATCH)
     progress.update()
 
-    onnx_dir = folder / "onnx"
-    onnx_dir.mkdir()
-    manifest_engines, graph_files, rows, inspections = {}, {}, [], []
+    (folder / "onnx").mkdir()
+    exported = []
     for name in all_engines():
         progress.set_postfix_str(name)
-        start = time.perf_counter()
-        path = onnx_dir / f"{name}.onnx"
-        export_onnx(name, engines[name], inputs[name], path, args.opset)
-        export_s = time.perf_counter() - start
-        parity = [check_parity(engines[name], inputs[name], path, batch) for batch in PARITY_BATCHES]
-        failed = [p for p in parity if not p.passed]
-        if failed:
-            raise RuntimeError(
-                f"{name}: ONNX Runtime differs from PyTorch (max error {failed[0].max_abs_error:.3g} "
-                f"at batch {failed[0].batch}) or produced NaN/Inf"
-            )
-        graph_inputs, graph_outputs = graph_io(path)
-        graph_files[name] = path
-        if args.backend == "tensorrt_plan":
-            graph_files[name] = folder / "plans" / f"{name}.plan"
-            graph_files[name].parent.mkdir(exist_ok=True)
-            profile = optimization_profile(graph_inputs, max_batch_size, _token_bounds(name, engines, inputs))
-            build_plan(path, graph_files[name], profile, args.precision)
-        manifest_engines[name] = {
-            "inputs": graph_inputs,
-            "outputs": graph_outputs,
-            "file": "model.plan" if args.backend == "tensorrt_plan" else "model.onnx",
-            "sha256": file_sha256(graph_files[name]),
-        }
-        rows.append((name, path.stat().st_size / 1e6, *(p.max_abs_error for p in parity), export_s))
-        inspections.append(f"### {name}\n```\n{inspect_model(path)}\n```")
+        exported.append(_export_graph(name, engines, inputs, folder, backend, max_batch_size, args))
         progress.update()
 
     progress.set_postfix_str("model repository")
@@ -149,30 +124,78 @@ def _export(args: argparse.Namespace, folder: Path, progress: tqdm) -> str:
         "preset": dataclasses.asdict(preset.config),
         "latent_shape": list(preset.latent_shape),
         "image_shape": [images.shape[2], images.shape[3], images.shape[1]],
-        "backend": args.backend,
-        "precision": args.precision if args.backend == "tensorrt_plan" else "fp32",
+        "backend": backend.name,
+        "precision": args.precision if backend.builds_plans else "fp32",
         "max_batch_size": max_batch_size,
-        "engines": manifest_engines,
+        "engines": {graph.name: graph.manifest_entry for graph in exported},
     }
-    manifest_path = folder / "manifest.json"
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     write_repository(
         folder / "model_repository",
         manifest,
-        graph_files,
+        backend,
+        {graph.name: graph.served_file for graph in exported},
         {TEXT_TOKENIZER_DIR: preset.tokenizer, LLM_TOKENIZER_DIR: preset.llm_tokenizer},
-        args.instances,
-        args.orchestrator_instances,
-        args.max_queue_delay_us,
-        manifest_path,
+        Scheduling(args.instances, args.orchestrator_instances, args.max_queue_delay_us),
     )
     progress.update()
-    summary = _summary(args, preset.config, rows)
+    summary = _summary(args, preset.config, exported)
     (folder / "export_report.md").write_text(
-        f"# Export report\n\n```\n{summary}\n```\n\n" + "\n\n".join(inspections)
+        f"# Export report\n\n```\n{summary}\n```\n\n"
+        + "\n\n".join(f"### {graph.name}\n```\n{graph.inspection}\n```" for graph in exported)
     )
     progress.update()
     return summary
+
+
+@dataclasses.dataclass
+class ExportedGraph:
+    name: str
+    served_file: Path  # the ONNX graph, or the plan built from it
+    manifest_entry: dict  # inputs, outputs, file, sha256
+    megabytes: float
+    parity_errors: list[float]  # max abs error at each of PARITY_BATCHES
+    export_s: float
+    inspection: str  # polygraphy's summary of the graph
+
+
+def _export_graph(
+    name: str, engines: dict, inputs: dict, folder: Path, backend: Backend, max_batch_size: int, args
+) -> ExportedGraph:
+    """One engine -> ONNX graph checked against PyTorch (-> TensorRT plan where the backend builds one)."""
+    start = time.perf_counter()
+    path = folder / "onnx" / f"{name}.onnx"
+    export_onnx(name, engines[name], inputs[name], path, args.opset)
+    export_s = time.perf_counter() - start
+    parity = [check_parity(engines[name], inputs[name], path, batch) for batch in PARITY_BATCHES]
+    failed = [p for p in parity if not p.passed]
+    if failed:
+        raise RuntimeError(
+            f"{name}: ONNX Runtime differs from PyTorch (max error {failed[0].max_abs_error:.3g} "
+            f"at batch {failed[0].batch}) or produced NaN/Inf"
+        )
+    graph_inputs, graph_outputs = graph_io(path)
+    served_file = path
+    if backend.builds_plans:
+        served_file = folder / "plans" / f"{name}.plan"
+        served_file.parent.mkdir(exist_ok=True)
+        profile = optimization_profile(graph_inputs, max_batch_size, _token_bounds(name, engines, inputs))
+        build_plan(path, served_file, profile, args.precision)
+    entry = {
+        "inputs": graph_inputs,
+        "outputs": graph_outputs,
+        "file": backend.graph_file,
+        "sha256": file_sha256(served_file),
+    }
+    return ExportedGraph(
+        name,
+        served_file,
+        entry,
+        path.stat().st_size / 1e6,
+        [p.max_abs_error for p in parity],
+        export_s,
+        inspect_model(path),
+    )
 
 
 def _token_bounds(name: str, engines: dict, inputs: dict) -> dict:
@@ -184,12 +207,15 @@ def _token_bounds(name: str, engines: dict, inputs: dict) -> dict:
     return {"visual_tokens": {1: (min(counts), counts[0], max(counts))}}
 
 
-def _summary(args: argparse.Namespace, config, rows: list[tuple]) -> str:
+def _summary(args: argparse.Namespace, config, exported: list[ExportedGraph]) -> str:
     lines = [
         f"preset {config.name}, l* = {config.split_block}, backend {args.backend}, opset {args.opset}",
         f"{'graph':<18}{'MB':>8}{'err b=1':>11}{'err b=4':>11}{'export s':>10}",
     ]
-    lines += [f"{n:<18}{mb:>8.2f}{e1:>11.2e}{e4:>11.2e}{s:>10.1f}" for n, mb, e1, e4, s in rows]
+    lines += [
+        f"{g.name:<18}{g.megabytes:>8.2f}{g.parity_errors[0]:>11.2e}{g.parity_errors[1]:>11.2e}{g.export_s:>10.1f}"
+        for g in exported
+    ]
     lines.append(
         f"parity: ONNX Runtime vs PyTorch eager (polygraphy), atol {ATOL:g}, rtol {RTOL:g}, no NaN/Inf"
     )

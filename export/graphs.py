@@ -2,7 +2,7 @@
 
 The graphs are exported with torch's dynamo exporter and `optimize=False`: its default onnxscript
 rewrite deletes the `+ 1e-15` epsilons of Sana's linear attention and DC-AE, turning 0/0 into silent
-NaNs (see shared/notes/onnx-export.md). The batch axis is dynamic everywhere; the llm's visual-token
+NaNs (docs/onnx-export.md). The batch axis is dynamic everywhere; the llm's visual-token
 axis is dynamic too, because VHS, CLIP and latent verifiers feed it different token counts.
 """
 

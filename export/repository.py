@@ -2,29 +2,25 @@
 
 Every config is built as Triton's own `ModelConfig` protobuf from the manifest and printed in
 protobuf text format, so names, dtypes and shapes come from the exported graphs and cannot drift.
-
-Engine backends:
-    python          ONNX Runtime inside a Python-backend model (the PyPI-bundled Triton has only the
-                    Python backend; the CPU default)
-    onnxruntime     Triton's ONNX Runtime backend (NGC container)
-    tensorrt_plan   a TensorRT plan per engine (GPU)
+What differs between engine backends is in `export/backends.py`.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from vhs import protocol as P
-from vhs.serving.orchestrator import LLM_TOKENIZER_DIR, MANIFEST_FILE, TEXT_TOKENIZER_DIR
+from vhs.serving.manifest import LLM_TOKENIZER_DIR, MANIFEST_FILE, TEXT_TOKENIZER_DIR
 
-BACKENDS = ("python", "onnxruntime", "tensorrt_plan")
-MODEL_REPOSITORY_SOURCE = Path(__file__).resolve().parent.parent / "model_repository"
-ENGINE_MODEL_PY = MODEL_REPOSITORY_SOURCE / "engine" / "1" / "model.py"
-ORCHESTRATOR_MODEL_PY = MODEL_REPOSITORY_SOURCE / "vhs" / "1" / "model.py"
+from .backends import Backend
+
+ORCHESTRATOR_MODEL_PY = Path(__file__).resolve().parent.parent / "model_repository" / "vhs" / "1" / "model.py"
 
 TRITON_DTYPES = {
     "float32": "TYPE_FP32",
@@ -47,31 +43,31 @@ def _tensor(message_type, name: str, dtype: str, dims: list[int], optional: bool
     return tensor
 
 
+@dataclass(frozen=True)
+class Scheduling:
+    """How many instances of each model Triton runs, and how long the dynamic batcher waits."""
+
+    engine_instances: int = 1
+    orchestrator_instances: int = 2  # lets concurrent requests reach the engines together
+    max_queue_delay_us: int = 500
+
+
 def engine_config(
-    name: str, engine: dict, backend: str, max_batch_size: int, instances: int, max_queue_delay_us: int
+    name: str, engine: dict, backend: Backend, max_batch_size: int, scheduling: Scheduling
 ) -> mc.ModelConfig:
     """The config of one engine model; shapes in the manifest include the batch axis, Triton's do not."""
     config = mc.ModelConfig(name=name, max_batch_size=max_batch_size)
-    if backend == "tensorrt_plan":
-        config.platform = "tensorrt_plan"
-        config.default_model_filename = engine["file"]
-    else:
-        config.backend = backend
-        if backend == "onnxruntime":
-            config.default_model_filename = engine["file"]
-        else:
-            config.parameters["onnx_file"].string_value = engine["file"]
-            # One ORT thread per instance: Triton's instances and dynamic batcher provide the parallelism.
-            config.parameters["intra_op_num_threads"].string_value = "1"
+    backend.configure(config)
     config.input.extend(
         _tensor(mc.ModelInput, t["name"], t["dtype"], t["shape"][1:]) for t in engine["inputs"]
     )
     config.output.extend(
         _tensor(mc.ModelOutput, t["name"], t["dtype"], t["shape"][1:]) for t in engine["outputs"]
     )
-    config.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
-    kind = mc.ModelInstanceGroup.KIND_GPU if backend == "tensorrt_plan" else mc.ModelInstanceGroup.KIND_CPU
-    config.instance_group.append(mc.ModelInstanceGroup(count=instances, kind=kind))
+    config.dynamic_batching.max_queue_delay_microseconds = scheduling.max_queue_delay_us
+    config.instance_group.append(
+        mc.ModelInstanceGroup(count=scheduling.engine_instances, kind=backend.instance_kind)
+    )
     return config
 
 
@@ -110,33 +106,27 @@ def write_config(config: mc.ModelConfig, model_folder: Path) -> None:
 def write_repository(
     repository: Path,
     manifest: dict,
+    backend: Backend,
     graph_files: dict[str, Path],
     tokenizers: dict[str, object],
-    engine_instances: int,
-    orchestrator_instances: int,
-    max_queue_delay_us: int,
-    manifest_path: Path,
+    scheduling: Scheduling,
 ) -> None:
     """Write every model folder. `graph_files[name]` is the graph or plan to place in `<name>/1/`;
     `tokenizers` maps the orchestrator's tokenizer folder names to objects with `save_pretrained`."""
-    backend = manifest["backend"]
     for name, engine in manifest["engines"].items():
         folder = repository / name
-        write_config(
-            engine_config(
-                name, engine, backend, manifest["max_batch_size"], engine_instances, max_queue_delay_us
-            ),
-            folder,
-        )
+        write_config(engine_config(name, engine, backend, manifest["max_batch_size"], scheduling), folder)
         (folder / "1").mkdir(parents=True, exist_ok=True)
-        shutil.copy2(graph_files[name], folder / "1" / engine["file"])
-        if backend == "python":
-            shutil.copy2(ENGINE_MODEL_PY, folder / "1" / "model.py")
+        shutil.copy2(graph_files[name], folder / "1" / backend.graph_file)
+        if backend.model_py is not None:
+            shutil.copy2(backend.model_py, folder / "1" / "model.py")
 
     orchestrator = repository / P.ORCHESTRATOR_MODEL
-    write_config(orchestrator_config(manifest["image_shape"], orchestrator_instances), orchestrator)
+    write_config(
+        orchestrator_config(manifest["image_shape"], scheduling.orchestrator_instances), orchestrator
+    )
     (orchestrator / "1").mkdir(parents=True, exist_ok=True)
     shutil.copy2(ORCHESTRATOR_MODEL_PY, orchestrator / "1" / "model.py")
-    shutil.copy2(manifest_path, orchestrator / "1" / MANIFEST_FILE)
+    (orchestrator / "1" / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     for folder_name in (TEXT_TOKENIZER_DIR, LLM_TOKENIZER_DIR):
         tokenizers[folder_name].save_pretrained(orchestrator / "1" / folder_name)

@@ -1,8 +1,10 @@
 """The exporter on the tiny-random preset: graphs, parity, configs, manifest, errors, TensorRT path."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -10,13 +12,14 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from export.backends import BACKENDS
 from export.graphs import graph_io
-from export.manifest import ManifestError, load_manifest, verify_engine_files
-from export.repository import TRITON_DTYPES, engine_config
+from export.repository import TRITON_DTYPES, Scheduling, engine_config, orchestrator_config
 from export.tensorrt import TensorRTUnavailable, convert_command, optimization_profile, require_tensorrt
 from vhs import protocol as P
 from vhs.engine_names import DIT_PREFIX
 from vhs.modes import all_engines
+from vhs.serving.manifest import ManifestError, load_manifest, verify_engine_files
 from vhs.serving.onnx_engine import OnnxEngine
 
 
@@ -137,10 +140,22 @@ def test_manifest_of_another_format_is_refused(tmp_path):
         load_manifest(tmp_path / "manifest.json")
 
 
-def run_export(*args):
+def run_export(*args, env=None):
     return subprocess.run(
-        [sys.executable, "-m", "export.cli", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "export.cli", *args], capture_output=True, text=True, timeout=300, env=env
     )
+
+
+@pytest.fixture()
+def without_tensorrt(tmp_path_factory, monkeypatch):
+    """A host where `import tensorrt` fails, whether or not TensorRT is installed: in this process
+    (sys.modules) and in a subprocess (environment whose PYTHONPATH shadows the package)."""
+    shadow = tmp_path_factory.mktemp("no-tensorrt")
+    (shadow / "tensorrt.py").write_text(
+        "raise ImportError('libnvinfer.so.10: cannot open shared object file')\n"
+    )
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow), os.environ.get("PYTHONPATH", "")])}
 
 
 @pytest.mark.parametrize(
@@ -154,8 +169,10 @@ def run_export(*args):
         (["--preset", "tiny-random", "--trt"], "--trt needs TensorRT"),
     ],
 )
-def test_bad_export_arguments_give_one_error_line_and_leave_nothing(tmp_path, arguments, message):
-    completed = run_export(*arguments, "--output", str(tmp_path / "out"))
+def test_bad_export_arguments_give_one_error_line_and_leave_nothing(
+    tmp_path, without_tensorrt, arguments, message
+):
+    completed = run_export(*arguments, "--output", str(tmp_path / "out"), env=without_tensorrt)
     assert completed.returncode == 2
     error_lines = [line for line in completed.stderr.splitlines() if line.startswith("vhs-export: error:")]
     assert len(error_lines) == 1 and __import__("re").search(message, error_lines[0]), completed.stderr
@@ -171,7 +188,7 @@ def test_unwritable_output_folder_is_one_error_line(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
-def test_tensorrt_is_not_importable_here_and_says_how_to_get_it():
+def test_missing_tensorrt_says_how_to_get_it(without_tensorrt):
     with pytest.raises(TensorRTUnavailable, match="pypi.nvidia.com"):
         require_tensorrt()
 
@@ -211,7 +228,9 @@ def test_tensorrt_plan_config():
         "outputs": [{"name": "hidden_states", "dtype": "float16", "shape": [-1, 1024, 2240]}],
     }
     config = text_format.Parse(
-        text_format.MessageToString(engine_config("dit_prefix", engine, "tensorrt_plan", 8, 2, 100)),
+        text_format.MessageToString(
+            engine_config("dit_prefix", engine, BACKENDS["tensorrt_plan"], 8, Scheduling(2, 2, 100))
+        ),
         mc.ModelConfig(),
     )
     assert config.platform == "tensorrt_plan" and config.default_model_filename == "model.plan"
@@ -233,6 +252,19 @@ def test_onnxruntime_backend_config():
         "inputs": [{"name": "x", "dtype": "float32", "shape": [-1, 4]}],
         "outputs": [{"name": "y", "dtype": "float32", "shape": [-1]}],
     }
-    config = engine_config("connector", engine, "onnxruntime", 8, 1, 500)
+    config = engine_config("connector", engine, BACKENDS["onnxruntime"], 8, Scheduling(1, 2, 500))
     assert config.backend == "onnxruntime" and config.default_model_filename == "model.onnx"
     assert not config.parameters
+
+
+def test_source_model_repository_shows_the_configs_the_exporter_writes():
+    """model_repository/*/config.pbtxt show the contract without exporting; they must not drift."""
+    source = Path(__file__).resolve().parent.parent / "model_repository"
+    assert read_config(source / "vhs" / "config.pbtxt") == orchestrator_config([64, 64, 3], 2)
+    template = read_config(source / "engine" / "config.pbtxt")
+    connector = {
+        "file": "model.onnx",
+        "inputs": [{"name": "hidden_states", "dtype": "float32", "shape": [-1, 64, 64]}],
+        "outputs": [{"name": "visual_tokens", "dtype": "float32", "shape": [-1, 64, 64]}],
+    }
+    assert template == engine_config("connector", connector, BACKENDS["python"], 16, Scheduling())

@@ -24,6 +24,23 @@ from ..prompting import PromptTokenizer
 from ..verifier import MLPConnector
 
 BUILTIN_PRESETS = ("tiny-random", "shapes")
+# Folder name (also the Preset field) -> the class whose from_pretrained loads it.
+GENERATOR_COMPONENTS = {
+    "tokenizer": AutoTokenizer,
+    "text_encoder": AutoModel,
+    "transformer": SanaTransformer2DModel,
+    "vae": AutoencoderDC,
+    "scheduler": SCMScheduler,
+}
+# The verifier folder: the LLM, its tokenizer (`llm_tokenizer` field, `tokenizer/` folder), and the
+# visual encoders' weights of every mode (vhs/modes.py) a preset serves.
+VERIFIER_COMPONENTS = {
+    "llm": AutoModelForCausalLM,
+    "connector": MLPConnector,
+    "clip_vision": CLIPVisionModel,
+    "clip_connector": MLPConnector,
+    "latent_connector": MLPConnector,
+}
 
 
 @dataclass
@@ -59,11 +76,11 @@ class Preset:
         """Write this preset in the standard layout (generator in `folder`, verifier in `folder/verifier`)."""
         folder = Path(folder)
         config = PresetConfig(**{**asdict(self.config), "generator_path": ".", "verifier_path": "verifier"})
-        for name in ("tokenizer", "text_encoder", "transformer", "vae", "scheduler"):
+        for name in GENERATOR_COMPONENTS:
             getattr(self, name).save_pretrained(folder / name)
         verifier = folder / "verifier"
         self.llm_tokenizer.save_pretrained(verifier / "tokenizer")
-        for name in ("llm", "connector", "clip_vision", "clip_connector", "latent_connector"):
+        for name in VERIFIER_COMPONENTS:
             getattr(self, name).save_pretrained(verifier / name)
         (folder / PRESET_FILE).write_text(json.dumps(asdict(config), indent=2) + "\n")
 
@@ -103,29 +120,16 @@ def load_preset(name_or_path: str | os.PathLike) -> Preset:
     verifier = _resolve(folder, config.verifier_path)
     preset = Preset(
         config=config,
-        tokenizer=AutoTokenizer.from_pretrained(generator, subfolder="tokenizer"),
-        text_encoder=AutoModel.from_pretrained(generator, subfolder="text_encoder"),
-        transformer=SanaTransformer2DModel.from_pretrained(generator, subfolder="transformer"),
-        vae=AutoencoderDC.from_pretrained(generator, subfolder="vae"),
-        scheduler=SCMScheduler.from_pretrained(generator, subfolder="scheduler"),
         llm_tokenizer=AutoTokenizer.from_pretrained(verifier, subfolder="tokenizer"),
-        llm=AutoModelForCausalLM.from_pretrained(verifier, subfolder="llm"),
-        connector=MLPConnector.from_pretrained(verifier, subfolder="connector"),
-        clip_vision=CLIPVisionModel.from_pretrained(verifier, subfolder="clip_vision"),
-        clip_connector=MLPConnector.from_pretrained(verifier, subfolder="clip_connector"),
-        latent_connector=MLPConnector.from_pretrained(verifier, subfolder="latent_connector"),
+        **{
+            name: cls.from_pretrained(generator, subfolder=name) for name, cls in GENERATOR_COMPONENTS.items()
+        },
+        **{name: cls.from_pretrained(verifier, subfolder=name) for name, cls in VERIFIER_COMPONENTS.items()},
     )
-    for module in (
-        preset.text_encoder,
-        preset.transformer,
-        preset.vae,
-        preset.llm,
-        preset.connector,
-        preset.clip_vision,
-        preset.clip_connector,
-        preset.latent_connector,
-    ):
-        module.eval().requires_grad_(False)
+    for name in (*GENERATOR_COMPONENTS, *VERIFIER_COMPONENTS):
+        module = getattr(preset, name)
+        if hasattr(module, "eval"):  # tokenizers and the scheduler hold no weights
+            module.eval().requires_grad_(False)
     return preset
 
 

@@ -22,10 +22,7 @@ from ..errors import EngineError, InvalidRequest
 from ..preset_config import PresetConfig
 from ..prompting import PromptTokenizer
 from ..request import GenerationRequest, parse_request
-
-MANIFEST_FILE = "manifest.json"
-TEXT_TOKENIZER_DIR = "tokenizer"
-LLM_TOKENIZER_DIR = "llm_tokenizer"
+from .manifest import LLM_TOKENIZER_DIR, MANIFEST_FILE, TEXT_TOKENIZER_DIR, load_manifest, verify_engine_files
 
 
 @dataclass
@@ -128,8 +125,6 @@ def load_orchestrator(model_dir: Path, pb_utils: Any) -> Orchestrator:
     ones it describes.
     """
     from transformers import AutoTokenizer
-
-    from export.manifest import load_manifest, verify_engine_files
 
     manifest = load_manifest(model_dir / MANIFEST_FILE)
     # model_dir is <repository>/vhs/<version>: refuse graphs that are not the ones this manifest describes.

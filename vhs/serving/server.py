@@ -8,7 +8,7 @@ Where the server comes from:
   shared libraries on LD_LIBRARY_PATH and the venv's bin/ first on PATH (the stub's embedded
   interpreter finds the venv's site-packages through the `python3` it sees there).
 
-See notes/triton-on-cpu.md for why each flag and environment variable is there.
+docs/triton-on-cpu.md says why each flag and environment variable is there.
 
     with TritonServer("build/tiny-random/model_repository") as server:
         client = tritonclient.grpc.InferenceServerClient(server.grpc_url)

@@ -1,7 +1,9 @@
 """The manifest of an exported model repository: what was exported, from what, with which tensors.
 
-Written by the exporter, read by the `vhs` orchestrator at load (which refuses a repository whose
-graph files do not hash to what the manifest records). Import-light: no torch, for the Triton stub.
+It belongs to the serving runtime: the `vhs` orchestrator reads it at load (and refuses a repository
+whose graph files do not hash to what it records); the exporter writes it in this format. The `vhs`
+model's version folder holds `manifest.json` and the two tokenizers. Import-light: no torch, for the
+Triton stub.
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ import json
 from pathlib import Path
 
 FORMAT_VERSION = 1
+# The version folder of the `vhs` model: <repository>/vhs/1/{manifest.json, tokenizer/, llm_tokenizer/}.
+MANIFEST_FILE = "manifest.json"
+TEXT_TOKENIZER_DIR = "tokenizer"
+LLM_TOKENIZER_DIR = "llm_tokenizer"
 REQUIRED_KEYS = (
     "format_version",
     "preset",

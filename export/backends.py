@@ -1,0 +1,76 @@
+"""How Triton runs the engine graphs: one record per backend, so nothing else branches on its name.
+
+python          ONNX Runtime inside a Python-backend model (`model_repository/engine/1/model.py`);
+                the PyPI-bundled Triton has only the Python backend: the CPU default
+onnxruntime     Triton's ONNX Runtime backend (NGC container)
+tensorrt_plan   a TensorRT plan per engine, built from the graph with polygraphy (GPU)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tritonclient.grpc import model_config_pb2 as mc
+
+ENGINE_MODEL_PY = Path(__file__).resolve().parent.parent / "model_repository" / "engine" / "1" / "model.py"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One way of serving an engine graph.
+
+    graph_file: the file placed in `<engine>/1/`. builds_plans: the graph is compiled to a TensorRT
+    plan first (needs TensorRT, takes --precision). triton_backend / platform: the config field
+    that selects it. model_py: a Python-backend model copied beside the graph, which reads the
+    graph's file name from `parameters` instead of `default_model_filename`.
+    """
+
+    name: str
+    graph_file: str
+    instance_kind: int
+    builds_plans: bool = False
+    triton_backend: str = ""
+    platform: str = ""
+    model_py: Path | None = None
+    parameters: dict[str, str] = field(default_factory=dict)
+
+    def configure(self, config: mc.ModelConfig) -> None:
+        """Set the backend-specific fields of an engine's ModelConfig."""
+        if self.triton_backend:
+            config.backend = self.triton_backend
+        if self.platform:
+            config.platform = self.platform
+        if self.model_py is None:
+            config.default_model_filename = self.graph_file
+        for key, value in self.parameters.items():
+            config.parameters[key].string_value = value
+
+
+BACKENDS = {
+    backend.name: backend
+    for backend in (
+        Backend(
+            "python",
+            graph_file="model.onnx",
+            instance_kind=mc.ModelInstanceGroup.KIND_CPU,
+            triton_backend="python",
+            model_py=ENGINE_MODEL_PY,
+            # One ORT thread per instance: Triton's instances and dynamic batcher provide the parallelism.
+            parameters={"onnx_file": "model.onnx", "intra_op_num_threads": "1"},
+        ),
+        Backend(
+            "onnxruntime",
+            graph_file="model.onnx",
+            instance_kind=mc.ModelInstanceGroup.KIND_CPU,
+            triton_backend="onnxruntime",
+        ),
+        Backend(
+            "tensorrt_plan",
+            graph_file="model.plan",
+            instance_kind=mc.ModelInstanceGroup.KIND_GPU,
+            builds_plans=True,
+            platform="tensorrt_plan",
+        ),
+    )
+}
