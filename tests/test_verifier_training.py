@@ -1,6 +1,12 @@
 """Verifier training: its data hold what the served path computes, its metrics measure selection,
 its splits never meet, and trained weights score as the served scorer does."""
 
+import json
+import os
+import socket
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -36,6 +42,7 @@ def tiny_data(tmp_path_factory):
     for split in ("train", "validation"):
         for shard, path in enumerate(verifier_data.shard_paths(split, folder)):
             verifier_data.build_shard(generator, split, shard, path)
+        verifier_data.data_card(split, folder)
     yield folder
     patch.undo()
 
@@ -137,3 +144,26 @@ def test_trained_weights_score_as_the_served_scorer(tiny_data, tiny_preset, tmp_
             torch.from_numpy(tokens.question_length),
         )
     assert served.item() == pytest.approx(float(scores[0]), abs=1e-6)
+
+
+def test_training_runs_under_torchrun_with_equal_replicas(tiny_data, tiny_preset, tmp_path):
+    """Two processes (DDP over gloo) train a few steps of every stage; the script checks that both
+    replicas hold the same parameters at the end and fails otherwise."""
+    reads = f"hidden_states_l{tiny_preset.config.split_block}"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(free_port()), "-m", "vhs.train.verifier", "--reads", reads,
+        "--out", str(tmp_path / "vhs"), "--preset", "tiny-random", "--data-dir", str(tiny_data),
+        "--prior-dir", str(tmp_path / "prior"), "--steps", "2", "2", "3", "--eval-every", "3",
+    ]  # fmt: skip
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert json.loads((tmp_path / "vhs" / "metrics.json").read_text())["validation"]["step"] == 3
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

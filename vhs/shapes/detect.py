@@ -396,13 +396,19 @@ def _classify(distances: np.ndarray) -> tuple[int, float]:
 
 
 def _split(region: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """[(part, basin)]: a region cut at the necks of its distance transform, one part per peak (two
-    touching circles have two); basin: the pixels that flow to the part's peak. [] with one peak."""
+    """[(part, cell)]: a region cut between the peaks of its distance transform (two touching circles
+    have two), each pixel going to the peak whose inscribed disc's edge is nearest (so the cut runs
+    through the neck between unequal objects); cell: the pixels of the image nearest that peak.
+    [] with one peak or with more than four (a ring's ridge is no set of objects)."""
     depth = ndimage.distance_transform_edt(region)
-    peaks = (depth == ndimage.maximum_filter(depth, size=5)) & (depth >= 2)
+    peaks = (depth == ndimage.maximum_filter(depth, size=5)) & (depth >= max(2.0, depth.max() / 2))
     markers, count = ndimage.label(peaks, _EIGHT_NEIGHBOURS)
     if not 2 <= count <= 4:
         return []
-    landscape = np.round(255 * (1 - depth / depth.max())).astype(np.uint8)
-    basins = ndimage.watershed_ift(landscape, markers.astype(np.int32))
-    return [(region & (basins == label), basins == label) for label in range(1, count + 1)]
+    index = np.arange(1, count + 1)
+    centers = np.array(ndimage.center_of_mass(peaks, markers, index))
+    radii = np.asarray(ndimage.maximum(depth, markers, index))
+    rows, cols = np.indices(region.shape)
+    edge_distances = np.hypot(rows[..., None] - centers[:, 0], cols[..., None] - centers[:, 1]) - radii
+    cells = edge_distances.argmin(axis=2)
+    return [(region & (cells == k), cells == k) for k in range(count)]

@@ -289,6 +289,7 @@ def train_verifier(
 
     optimize(model, finetune_loss, FINETUNE_STEPS, FINETUNE_LR, 2, len(features), log, evaluate_on_validation)
     model.load_state_dict(best.pop("state"))
+    check_replicas_equal(model)
     metrics = {"reads": reads, "loss": loss_kind, "validation": best, "train_positive_rate": positive_rate}
     if not dist.is_initialized() or dist.get_rank() == 0:
         connector = getattr(encoder, "connector", encoder)
@@ -298,17 +299,39 @@ def train_verifier(
     return metrics
 
 
+def check_replicas_equal(module: nn.Module) -> None:
+    """Under DDP, raise unless every process holds the same parameters (a sum over all of them)."""
+    if not dist.is_initialized():
+        return
+    checksum = torch.stack([p.detach().double().sum() for p in module.parameters()]).sum().view(1)
+    gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, checksum)
+    if not all(torch.equal(g, gathered[0]) for g in gathered):
+        raise RuntimeError(f"replicas diverged: parameter sums {[g.item() for g in gathered]}")
+
+
 def main() -> None:
+    global PRIOR_STEPS, ALIGN_STEPS, FINETUNE_STEPS, EVAL_EVERY
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--reads", required=True, help="hidden_states_l<block> or denoised_latents")
     parser.add_argument("--loss", default=LOSS, choices=("weighted_xe", "xe", "focal"))
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--preset", default=PRESET)
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    parser.add_argument("--prior-dir", type=Path, default=PRIOR_DIR)
+    parser.add_argument("--steps", type=int, nargs=3, metavar=("PRIOR", "ALIGN", "FINETUNE"),
+                        default=(PRIOR_STEPS, ALIGN_STEPS, FINETUNE_STEPS))  # fmt: skip
+    parser.add_argument("--eval-every", type=int, default=EVAL_EVERY)
     args = parser.parse_args()
+    PRIOR_STEPS, ALIGN_STEPS, FINETUNE_STEPS = args.steps
+    EVAL_EVERY = args.eval_every
     if "WORLD_SIZE" in os.environ:
         dist.init_process_group("gloo")
-    print(json.dumps(train_verifier(args.reads, args.out, args.loss), indent=2))
+    metrics = train_verifier(args.reads, args.out, args.loss, args.preset, args.data_dir, args.prior_dir)
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        print(json.dumps(metrics, indent=2))
     if dist.is_initialized():
         dist.destroy_process_group()
 

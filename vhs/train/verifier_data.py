@@ -6,7 +6,7 @@ does (candidate i of a prompt is the noise of (seed, i)):
     train, validation   `sample_training_prompt(rng, split)`: disjoint prompt groups, never an
                         evaluation prompt; validation chooses every hyperparameter and checkpoint
     evaluation          the 553 evaluation prompts, entry i with seed i (as `make eval-generator`),
-                        4 candidates: touched once, for the final tables
+                        12 candidates (Best-of-N up to 12): touched once, for the final tables
 
 Every candidate keeps what each verifier reads:
 
@@ -56,7 +56,7 @@ from ..shapes import (
 PRESET = "shapes"
 READ_BLOCKS = (1, 5, 7, 9, 19)  # the paper's layer study (h1 .. h19 of a 20-block DiT)
 # Candidates per prompt (the paper uses 20): more prompts with fewer candidates make a wider data set.
-CANDIDATES = {"train": 8, "validation": 8, "evaluation": 4}
+CANDIDATES = {"train": 8, "validation": 8, "evaluation": 12}
 PROMPTS = {"train": 1200, "validation": 300}
 SPLIT_SEEDS = {"train": 0, "validation": 1}
 SHARD_PROMPTS = 100
@@ -160,11 +160,20 @@ def shard_paths(split: str, out_dir: Path = OUT_DIR) -> list[Path]:
 def load_split(
     split: str, keys: tuple[str, ...], out_dir: Path = OUT_DIR
 ) -> tuple[dict[str, np.ndarray], dict]:
-    """The named arrays of every shard of a split, concatenated, and the shards' JSON records merged
-    (prompt_index made global)."""
+    """The named arrays of every shard of a built split, concatenated, and the shards' JSON records
+    merged (prompt_index made global). Raises FileNotFoundError if the split was not built to the
+    end (its data card is written last)."""
+    if not (out_dir / split / "data_card.json").is_file():
+        raise FileNotFoundError(
+            f"{out_dir / split} is incomplete: run python -m vhs.train.verifier_data --split {split}"
+        )
+    return _read_shards(out_dir / split, keys)
+
+
+def _read_shards(folder: Path, keys: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict]:
     arrays: dict[str, list[np.ndarray]] = {}
     prompts, captions = [], []
-    for path in shard_paths(split, out_dir):
+    for path in sorted(folder.glob("shard_*.safetensors")):
         shard = load_file(str(path))
         record = json.loads(path.with_suffix(".json").read_text())
         for key in keys:
@@ -179,8 +188,8 @@ def load_split(
 
 
 def data_card(split: str, out_dir: Path = OUT_DIR) -> dict:
-    """Prompts, candidates and the positive rate per task of a split; also written as data_card.json."""
-    arrays, record = load_split(split, ("passed", "prompt_index"), out_dir)
+    """Prompts, candidates and the positive rate per task of a built split; written as data_card.json."""
+    arrays, record = _read_shards(out_dir / split, ("passed", "prompt_index"))
     tags = np.array([record["prompts"][i]["tag"] for i in arrays["prompt_index"]])
     by_prompt = arrays["passed"].reshape(-1, CANDIDATES[split])
     mixed = (by_prompt.min(axis=1) == 0) & (by_prompt.max(axis=1) == 1)
