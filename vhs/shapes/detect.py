@@ -253,11 +253,15 @@ def _measure_region(
     weighted = color_offset @ matte_metric
     alpha = np.clip(offsets @ weighted / (weighted @ color_offset), -0.25, 1.25) * support
     cut = _cut_sides(alpha)
-    fits = [
-        _fit_cut_shapes(alpha * scale, cut) if any(cut) else _fit_shapes(alpha * scale)
-        for scale in ALPHA_SCALES
-    ]
-    boxes, distances = min(fits, key=lambda fit: fit[1].min())
+    if any(cut):
+        fits = [_fit_cut_shapes(alpha * scale, cut) for scale in ALPHA_SCALES]
+        boxes, distances = min(fits, key=lambda fit: fit[1].min())
+    else:
+        # Fitting a window around the object instead of the whole image: the same sums, fewer zeros.
+        rows, cols = np.nonzero(support)
+        top, left = rows.min(), cols.min()
+        boxes, distances = _fit_shapes(alpha[top : rows.max() + 1, left : cols.max() + 1])
+        boxes = boxes + [left, top, 0]
     best, confidence = _classify(distances)
     left, top, side = boxes[best]
     if any(cut) and _visible_share(SHAPES[best], left, top, side, region.shape) < MIN_VISIBLE_SHARE:
@@ -302,19 +306,23 @@ def _cut_sides(alpha: np.ndarray) -> tuple[bool, bool, bool, bool]:
 
 
 def _fit_shapes(alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes (len(SHAPES), 3: left, top, side in pixels) and distances (len(SHAPES),) of an object
-    wholly inside the image: each shape's box follows from the object's mass and centre of mass,
-    and its distance is the root-mean-square difference between the object's cell coverages and
-    the shape's, at the blur that fits best."""
-    mass = alpha.sum()
+    """Boxes (len(SHAPES), 3: left, top, side in pixels) and distances (len(SHAPES),
+    len(TEMPLATE_BLURS)) of an object wholly inside the image: each shape's box follows from the
+    object's mass and centre of mass, and its distance at each blur is the root-mean-square
+    difference between the object's cell coverages and the shape's. Every scale of ALPHA_SCALES is
+    tried at once; the one that fits best is returned."""
+    scales = np.array(ALPHA_SCALES)[:, None]
+    mass = max(alpha.sum(), 1e-6)
     center_x = alpha.sum(axis=0) @ (np.arange(alpha.shape[1]) + 0.5) / mass
     center_y = alpha.sum(axis=1) @ (np.arange(alpha.shape[0]) + 0.5) / mass
-    sides = np.sqrt(max(mass, 1e-6) / _FILL_RATIOS)
+    sides = np.sqrt(scales * mass / _FILL_RATIOS)  # (scales, shapes)
     lefts = center_x - sides / 2
     tops = center_y - sides * (0.5 + _CENTER_OF_MASS_DROPS)
-    grids = _cell_coverages(alpha, lefts, tops, sides)
-    distances = np.sqrt(np.mean((grids[:, None, :] - _shape_grids()) ** 2, axis=2))
-    return np.stack([lefts, tops, sides], axis=1), distances
+    grids = _cell_coverages(alpha, lefts.ravel(), tops.ravel(), sides.ravel()).reshape(*sides.shape, -1)
+    grids *= scales[:, :, None]
+    distances = np.sqrt(np.mean((grids[:, :, None, :] - _shape_grids()) ** 2, axis=3))
+    scale = int(np.argmin(distances.min(axis=(1, 2))))
+    return np.stack([lefts[scale], tops[scale], sides[scale]], axis=1), distances[scale]
 
 
 def _fit_cut_shapes(alpha: np.ndarray, cut: tuple[bool, bool, bool, bool]) -> tuple[np.ndarray, np.ndarray]:
