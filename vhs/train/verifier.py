@@ -47,9 +47,9 @@ from .verifier_metrics import selection_metrics
 PRESET = "shapes"
 SEED = 0
 BATCH_SIZE = 64
-PRIOR_STEPS, PRIOR_LR = 600, 2e-3
+PRIOR_STEPS, PRIOR_LR = 200, 2e-3
 ALIGN_STEPS, ALIGN_LR = 300, 2e-3
-FINETUNE_STEPS, FINETUNE_LR = 1200, 5e-4
+FINETUNE_STEPS, FINETUNE_LR = 1000, 5e-4
 EVAL_EVERY = 100
 LOSS = "weighted_xe"  # or "xe", "focal"
 FOCAL_GAMMA = 2.0
