@@ -21,6 +21,8 @@ from client.vhs_client import AsyncVHSClient, ImageRequest, VHSClient, VHSReques
 from vhs import protocol as P
 from vhs.serving.server import TritonServer
 
+pytestmark = pytest.mark.server  # starts a real tritonserver
+
 BUILD_DIR = Path(__file__).resolve().parents[1] / "build" / "triton"
 IMAGE_SIDE = 16
 DEFAULT_CANDIDATES = 4

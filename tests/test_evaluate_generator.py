@@ -11,7 +11,7 @@ def test_oracle_sees_all_n_candidates_and_best_of_1_only_the_first(tiny_pipeline
         return (len(judged) - 1) % 4 == 2
 
     monkeypatch.setattr(evaluate_generator, "evaluate", evaluate_passes_only_the_third_candidate)
-    scores = evaluate_generator.score_generator(tiny_pipeline, num_candidates=4, every=200)
+    scores = evaluate_generator.score_generator(tiny_pipeline, num_candidates=4, entry_stride=200)
     assert len(judged) == 4 * scores["images"]
     assert len({image.tobytes() for image in judged[:4]}) == 4, "four different candidates"
     assert scores["best_of_1"]["overall"] == 0.0

@@ -122,6 +122,7 @@ def test_bundled_server_is_prepared_once_with_the_stub_of_this_python(tmp_path):
     assert "nvidia_pytriton.libs" in second.env["LD_LIBRARY_PATH"].split(os.pathsep)[0]
 
 
+@pytest.mark.server
 def test_server_is_ready_and_answers_grpc(server):
     assert server.is_ready()
     assert server.startup_s is not None and server.startup_s < 60
@@ -129,6 +130,7 @@ def test_server_is_ready_and_answers_grpc(server):
     assert uppercase(server.grpc_url, "via bls", model="uppercase_via_bls") == b"VIA BLS"
 
 
+@pytest.mark.server
 def test_server_listens_on_loopback_only(server):
     # 127.0.0.1 as /proc/net/tcp writes it, and as /proc/net/tcp6 writes ::ffff:127.0.0.1 (gRPC listens so)
     loopback = {"0100007F", "0000000000000000FFFF00000100007F"}
@@ -137,6 +139,7 @@ def test_server_listens_on_loopback_only(server):
         assert addresses and addresses <= loopback, f"port {port} listens on {addresses}"
 
 
+@pytest.mark.server
 def test_broken_model_repository_raises_with_the_server_log(tmp_path):
     write_model(tmp_path, "broken", BROKEN_MODEL)
     server = TritonServer(tmp_path, build_dir=BUILD_DIR, ready_timeout_s=60)
@@ -160,6 +163,7 @@ def processes_mentioning(text: str) -> list[int]:
     return pids
 
 
+@pytest.mark.server
 def test_stop_ends_the_server_and_its_model_stubs(tmp_path):
     write_model(tmp_path, "uppercase", UPPERCASE_MODEL)
     server = TritonServer(tmp_path, build_dir=BUILD_DIR, ready_timeout_s=60).start()
@@ -170,6 +174,7 @@ def test_stop_ends_the_server_and_its_model_stubs(tmp_path):
     assert not listening_addresses(server.grpc_port)
 
 
+@pytest.mark.server
 def test_vhs_serve_runs_until_sigterm_then_stops_everything(tmp_path):
     write_model(tmp_path, "uppercase", UPPERCASE_MODEL)
     ports = ["--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]
@@ -187,6 +192,7 @@ def test_vhs_serve_runs_until_sigterm_then_stops_everything(tmp_path):
     assert processes_mentioning(str(tmp_path)) == []
 
 
+@pytest.mark.server
 def test_perf_analyzer_reports_rows_and_composing_models(server, tmp_path):
     input_data = tmp_path / "input.json"
     input_data.write_text('{"data": [{"TEXT": ["hello"]}, {"TEXT": ["world"]}]}')

@@ -15,6 +15,8 @@ from vhs import protocol as P
 from vhs.modes import mode_names
 from vhs.serving.server import TritonServer, TritonServerError
 
+pytestmark = pytest.mark.server  # starts a real tritonserver
+
 PROMPT = "a photo of a red circle left of a blue square"
 
 

@@ -8,6 +8,8 @@ from client.vhs_client import VHSClient
 from vhs.modes import mode_names
 from vhs.serving.server import TritonServer
 
+pytestmark = pytest.mark.server  # starts a real tritonserver
+
 PROMPT = "a photo of a red circle left of a blue square"
 
 

@@ -34,9 +34,19 @@ def test_training_tokenization_equals_the_serving_tokenization(tiny_preset):
     np.testing.assert_array_equal(attention_mask.numpy(), served.attention_mask)
 
 
+def test_training_refuses_a_prompt_that_serving_refuses(tiny_preset):
+    """Serving rejects a prompt over the text encoder's token limit; training must not truncate it."""
+    prompt = "circle " * 40
+    limit = tiny_preset.config.text_max_length
+    with pytest.raises(ValueError, match=f"tokens long; the limit is {limit}"):
+        tiny_preset.prompt_tokenizer(prompt)
+    with pytest.raises(ValueError, match=f"tokens long; the limit is {limit}"):
+        tokenize_prompts(tiny_preset.tokenizer, [prompt], limit)
+
+
 def test_one_step_ode_is_the_served_single_step(tiny_preset, tiny_pipeline):
     """A one-step teacher ODE without guidance is one DiT call at t = pi/2: the served generator."""
-    from vhs import engines as E
+    from vhs.engine_names import DIT_PREFIX, DIT_SUFFIX
 
     denoiser = DenoiserX0(tiny_preset)
     input_ids, mask = tokenize_prompts(tiny_preset.tokenizer, ["a photo of a red circle"] * 2, 32)
@@ -45,11 +55,11 @@ def test_one_step_ode_is_the_served_single_step(tiny_preset, tiny_pipeline):
         noise = torch.randn(2, *tiny_preset.latent_shape, generator=torch.Generator().manual_seed(0))
         ode = sample_ode(denoiser, noise, embeds, mask, embeds[:1], mask[:1], num_steps=1, cfg_scale=1.0)
         timestep = torch.full((2,), np.pi / 2)
-        prefix = tiny_pipeline.engines[E.DIT_PREFIX](
+        prefix = tiny_pipeline.engines[DIT_PREFIX](
             noise=noise, prompt_embeds=embeds, prompt_attention_mask=mask, timestep=timestep,
             guidance=torch.full((2,), tiny_preset.config.guidance_scale),
         )  # fmt: skip
-        served = tiny_pipeline.engines[E.DIT_SUFFIX](**prefix, noise=noise, timestep=timestep)
+        served = tiny_pipeline.engines[DIT_SUFFIX](**prefix, noise=noise, timestep=timestep)
     torch.testing.assert_close(ode, served["denoised_latents"], rtol=1e-4, atol=1e-5)
 
 

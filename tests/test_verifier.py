@@ -1,7 +1,9 @@
 import numpy as np
+import pytest
 import torch
 
 from vhs.presets import load_preset
+from vhs.prompting import IMAGE_PLACEHOLDER, VERIFIER_QUESTION
 from vhs.verifier import MLPConnector, YesNoScorer
 
 
@@ -48,16 +50,22 @@ def test_scorer_reads_the_yes_no_logits_of_the_full_llm_at_the_last_real_token(t
             torch.testing.assert_close(p_yes[row], torch.softmax(expected, -1)[0])
 
 
-def test_question_prefix_is_the_same_for_every_prompt(tiny_preset):
+@pytest.mark.parametrize("prompt", ["a photo of a dog", "two cats left of a red square, on grass"])
+def test_question_before_the_image_does_not_depend_on_the_prompt(tiny_preset, prompt):
+    """The llm graph bakes in the tokens before <image>: for any prompt, the rendered question must
+    start with exactly those tokens and continue with the ones the tokenizer sends."""
     tokens = tiny_preset.prompt_tokenizer
     chat = tokens.llm_tokenizer.apply_chat_template(
-        [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True
+        [{"role": "user", "content": VERIFIER_QUESTION.replace("{prompt}", prompt)}],
+        tokenize=False,
+        add_generation_prompt=True,
     )
-    assert chat.startswith("<|im_start|>user\n")
-    a, b = tokens("a photo of a dog"), tokens("a photo of two cats")
-    assert not np.array_equal(a.question_ids, b.question_ids)
-    decoded = tokens.llm_tokenizer.decode(tokens.question_prefix_ids)
-    assert decoded.endswith("compare image based on how well they match the given prompt. ")
+    before, after = chat.split(IMAGE_PLACEHOLDER)
+    assert tokens.llm_tokenizer(before, add_special_tokens=False).input_ids == tokens.question_prefix_ids
+    encoded = tokens(prompt)
+    sent = encoded.question_ids[0, : encoded.question_length[0]].tolist()
+    assert tokens.llm_tokenizer(after, add_special_tokens=False).input_ids == sent
+    assert prompt in tokens.llm_tokenizer.decode(sent)
 
 
 def test_tiny_random_preset_reloads_identically(tmp_path, tiny_preset):

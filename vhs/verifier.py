@@ -120,16 +120,3 @@ class YesNoScorer(nn.Module):
         answer_weights = self.llm.get_output_embeddings().weight[self.answer_token_ids]
         yes_no_logits = last_hidden @ answer_weights.T
         return yes_no_logits, torch.softmax(yes_no_logits.float(), dim=-1)[:, 0]
-
-
-class Verifier(nn.Module):
-    """One visual encoder + the shared `YesNoScorer`: (visual input, question) -> P(yes) (B,)."""
-
-    def __init__(self, visual_encoder: nn.Module, scorer: YesNoScorer):
-        super().__init__()
-        self.visual_encoder = visual_encoder
-        self.scorer = scorer
-
-    def forward(self, visual_input, question_ids, question_length):
-        _, yes_probability = self.scorer(self.visual_encoder(visual_input), question_ids, question_length)
-        return yes_probability

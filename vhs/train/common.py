@@ -94,11 +94,17 @@ class LossLog:
 def tokenize_prompts(tokenizer, prompts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask) (B, max_length), tokenized and right-padded exactly as
     `vhs.prompting.PromptTokenizer` does for serving (lower-cased, stripped, BOS first); an empty
-    prompt (the unconditional one of classifier-free guidance) is BOS alone."""
+    prompt (the unconditional one of classifier-free guidance) is BOS alone. A prompt longer than
+    `max_length` tokens is an error, as serving rejects it: training on a truncated prompt would
+    teach an image the server can never be asked for."""
     input_ids = torch.full((len(prompts), max_length), tokenizer.pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(prompts), max_length), dtype=torch.long)
     for row, prompt in enumerate(prompts):
-        ids = tokenizer(prompt.lower().strip(), add_special_tokens=True).input_ids[:max_length]
+        ids = tokenizer(prompt.lower().strip(), add_special_tokens=True).input_ids
+        if len(ids) > max_length:
+            raise ValueError(
+                f"prompt {prompt!r} is {len(ids)} text-encoder tokens long; the limit is {max_length}"
+            )
         input_ids[row, : len(ids)] = torch.tensor(ids)
         attention_mask[row, : len(ids)] = 1
     return input_ids, attention_mask
@@ -131,6 +137,52 @@ class DenoiserX0:
         guidance = torch.full_like(t, self.guidance_scale)
         prefix = self.prefix(y_t, prompt_embeds, attention_mask, t, guidance)
         return self.suffix(*prefix, y_t, t)
+
+
+def load_teacher(teacher_dir: Path) -> Preset:
+    """The untrained preset with the trained teacher's text encoder and DiT, frozen, in eval mode."""
+    from diffusers import SanaTransformer2DModel
+    from transformers import AutoModel
+
+    preset = untrained_preset()
+    preset.text_encoder = AutoModel.from_pretrained(teacher_dir / "text_encoder").eval().requires_grad_(False)
+    preset.transformer = SanaTransformer2DModel.from_pretrained(teacher_dir / "transformer").eval()
+    preset.transformer.requires_grad_(False)
+    return preset
+
+
+class TeacherSampler:
+    """The many-step teacher as a sampler: prompts + noise -> the clean latent its ODE leads to.
+
+    Shared by distillation (the teacher ODE pairs) and `evaluate_teacher`, so the student learns
+    exactly what the teacher is scored on.
+    """
+
+    def __init__(self, preset: Preset, num_steps: int, cfg_scale: float):
+        self.preset = preset
+        self.denoiser = DenoiserX0(preset)
+        self.num_steps = num_steps
+        self.cfg_scale = cfg_scale
+        self.empty_embeds, self.empty_mask = self.encode([""])
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts -> (prompt_embeds (B, S, width), attention_mask (B, S)) from the teacher's encoder."""
+        input_ids, mask = tokenize_prompts(self.preset.tokenizer, prompts, self.preset.config.text_max_length)
+        return self.preset.text_encoder(input_ids, attention_mask=mask).last_hidden_state, mask
+
+    def __call__(self, noise: torch.Tensor, prompt_embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """noise (B, C, h, w) at t = pi/2 -> y_0 (B, C, h, w) after `num_steps` guided ODE steps."""
+        return sample_ode(
+            self.denoiser,
+            noise,
+            prompt_embeds,
+            mask,
+            self.empty_embeds,
+            self.empty_mask,
+            self.num_steps,
+            self.cfg_scale,
+        )
 
 
 @torch.no_grad()

@@ -6,7 +6,7 @@ verifier): candidate 0 is the Best-of-1 image (candidate i depends only on the s
 oracle Best-of-N passes when the shapes evaluator passes any of the N candidates (an upper bound for
 every verifier). Prints the six GenEval task scores of both.
 
-    python -m vhs.train.evaluate_generator [--preset shapes] [--candidates 4] [--every 1]
+    python -m vhs.train.evaluate_generator [--preset shapes] [--candidates 4] [--entry-stride 1]
     python -m vhs.train.evaluate_generator --grid vhs/presets/shapes/sample_grid.png
 """
 
@@ -26,18 +26,18 @@ GRID_SCALE = 2  # pixels of the grid per generated pixel
 GRID_LABEL_WIDTH = 300
 
 
-def score_generator(pipeline: VHSPipeline, num_candidates: int, every: int = 1) -> dict:
+def score_generator(pipeline: VHSPipeline, num_candidates: int, entry_stride: int = 1) -> dict:
     """{"best_of_1": {task: score, ..., "overall": mean}, "oracle_best_of_N": {...}, "mean_of_N": {...},
     "images": count}. mean_of_N is the pass rate over all N candidates: Best-of-1's expectation over
     N noise draws, N times the images, so it separates two generators with less noise.
 
-    every: score every `every`-th evaluation entry only (a quick check during training)."""
+    entry_stride: score every `entry_stride`-th evaluation entry only (a quick check during training)."""
     passed = {
         "best_of_1": {tag: [] for tag in TASKS},
         f"oracle_best_of_{num_candidates}": {tag: [] for tag in TASKS},
         f"mean_of_{num_candidates}": {tag: [] for tag in TASKS},
     }
-    entries = list(enumerate(evaluation_prompts()))[::every]
+    entries = list(enumerate(evaluation_prompts()))[::entry_stride]
     for seed, spec in tqdm(entries, desc="evaluation prompts"):
         output = pipeline(prompt_text(spec), num_candidates, seed, mode="none", return_candidates=True)
         verdicts = [evaluate(image, spec) for image in output.candidate_images]
@@ -92,7 +92,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="shapes")
     parser.add_argument("--candidates", type=int, default=4)
-    parser.add_argument("--every", type=int, default=1, help="score every k-th evaluation entry only")
+    parser.add_argument(
+        "--entry-stride", type=int, default=1, help="score every k-th evaluation entry only (a quick check)"
+    )
     parser.add_argument("--out", type=Path, default=Path("build/eval-generator/scores.json"))
     parser.add_argument("--grid", type=Path, help="write a sample grid PNG here instead of scoring")
     args = parser.parse_args()
@@ -101,7 +103,7 @@ def main() -> None:
         sample_grid(pipeline, args.grid)
         print(f"wrote {args.grid}")
         return
-    scores = score_generator(pipeline, args.candidates, args.every)
+    scores = score_generator(pipeline, args.candidates, args.entry_stride)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(scores, indent=2) + "\n")
     print(f"{scores['images']} evaluation entries, preset {args.preset}")

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import AutoencoderDC, SanaTransformer2DModel
+from diffusers import AutoencoderDC
 from tqdm import tqdm
-from transformers import AutoModel
 
 from ..best_of_n import to_uint8_images
 from ..engines import VAEDecoder
 from ..noise import candidate_noise
 from ..shapes import TASKS, evaluate, evaluation_prompts, prompt_text
-from .common import TRAIN_DIR, DenoiserX0, sample_ode, tokenize_prompts, untrained_preset
+from .common import TRAIN_DIR, TeacherSampler, load_teacher
 from .evaluate_generator import format_scores, task_scores
 
 BATCH_SIZE = 128
@@ -29,26 +28,19 @@ BATCH_SIZE = 128
 @torch.no_grad()
 def score_teacher(teacher_dir: Path, autoencoder_dir: Path, num_steps: int, cfg_scale: float) -> dict:
     """{"teacher_ode": {task: score, ..., "overall": mean}} over the 553 evaluation entries."""
-    preset = untrained_preset()
-    preset.text_encoder = AutoModel.from_pretrained(teacher_dir / "text_encoder").eval()
-    preset.transformer = SanaTransformer2DModel.from_pretrained(teacher_dir / "transformer").eval()
+    preset = load_teacher(teacher_dir)
+    teacher = TeacherSampler(preset, num_steps, cfg_scale)
     decoder = VAEDecoder(AutoencoderDC.from_pretrained(autoencoder_dir).eval())
-    teacher = DenoiserX0(preset)
-    max_length = preset.config.text_max_length
-    empty_ids, empty_mask = tokenize_prompts(preset.tokenizer, [""], max_length)
-    empty_embeds = preset.text_encoder(empty_ids, attention_mask=empty_mask).last_hidden_state
     entries = list(enumerate(evaluation_prompts()))
     passed = {tag: [] for tag in TASKS}
     for start in tqdm(range(0, len(entries), BATCH_SIZE), desc="teacher ODE"):
         batch = entries[start : start + BATCH_SIZE]
-        prompts = [prompt_text(spec) for _, spec in batch]
-        input_ids, mask = tokenize_prompts(preset.tokenizer, prompts, max_length)
-        embeds = preset.text_encoder(input_ids, attention_mask=mask).last_hidden_state
+        embeds, mask = teacher.encode([prompt_text(spec) for _, spec in batch])
         # candidate 0's noise of seed i, as the served path and `evaluate_generator` draw it
         noise = torch.from_numpy(
             np.concatenate([candidate_noise(seed, [0], preset.latent_shape) for seed, _ in batch])
         )
-        y0 = sample_ode(teacher, noise, embeds, mask, empty_embeds, empty_mask, num_steps, cfg_scale)
+        y0 = teacher(noise, embeds, mask)
         for (_, spec), image in zip(batch, to_uint8_images(decoder(y0).numpy()), strict=True):
             passed[spec.tag].append(evaluate(image, spec))
     return {"teacher_ode": task_scores(passed), "images": len(entries)}

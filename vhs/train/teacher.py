@@ -35,20 +35,17 @@ out_dir = TRAIN_DIR / "teacher"
 autoencoder_dir = TRAIN_DIR / "autoencoder" / "vae"
 seed = 2
 num_threads = 2  # both cores: nothing else runs meanwhile
-# Cosine cycles with warm restarts (SGDR): (steps, peak learning rate, warmup steps). The samples
-# improved at the end of each cycle (`evaluate_teacher`, 16 ODE steps: 0.23, 0.33, 0.39, 0.447,
-# 0.449) while the loss stayed flat; each restart continues at half the first peak. The fifth cycle
-# barely moved the teacher but its one-step student gained (0.324 -> 0.343, both with MSE).
+# Cosine cycles with warm restarts (SGDR): (steps, peak learning rate, warmup steps); each restart
+# continues at half the first peak. Samples improve at the end of each cycle while the loss stays
+# flat: the model card (vhs/presets/shapes/README.md) has the score after every cycle.
 cycles = ((3000, 1e-3, 200),) + 4 * ((1500, 5e-4, 50),)
 max_steps = sum(steps for steps, _, _ in cycles)
 batch_size = 64
 min_learning_rate = 5e-5
 prompt_dropout = 0.1  # fraction of empty prompts, for classifier-free guidance
 # Times: "uniform" in t made the shipped weights. "logit_normal" is SD3's density on the
-# rectified-flow sigma, tan(t) = sigma / (1 - sigma), shifted towards noise: half the samples at
-# t > 1, where layout, position and colour binding are decided, against 37 % for uniform. It leads
-# early and not late (`evaluate_teacher` after the first three cycles: 0.300 / 0.368 / 0.401 against
-# uniform's 0.227 / 0.332 / 0.390): a faster start, not a better teacher.
+# rectified-flow sigma, tan(t) = sigma / (1 - sigma), shifted towards noise: more samples at t > 1,
+# where layout, position and colour binding are decided (the model card compares the two).
 time_sampling = "uniform"
 logit_mean, logit_std = 0.4, 1.2
 t_min = 0.02
