@@ -150,6 +150,8 @@ def _export(args: argparse.Namespace, folder: Path, progress: tqdm) -> str:
 
 @dataclasses.dataclass
 class ExportedGraph:
+    """One exported engine: what goes into the repository, the manifest and the export report."""
+
     name: str
     served_file: Path  # the ONNX graph, or the plan built from it
     manifest_entry: dict  # inputs, outputs, file, sha256
@@ -160,9 +162,18 @@ class ExportedGraph:
 
 
 def _export_graph(
-    name: str, engines: dict, inputs: dict, folder: Path, backend: Backend, max_batch_size: int, args
+    name: str,
+    engines: dict,
+    inputs: dict,
+    folder: Path,
+    backend: Backend,
+    max_batch_size: int,
+    args: argparse.Namespace,
 ) -> ExportedGraph:
-    """One engine -> ONNX graph checked against PyTorch (-> TensorRT plan where the backend builds one)."""
+    """One engine -> ONNX graph checked against PyTorch (-> TensorRT plan where the backend builds one).
+
+    args: the command line (opset, precision). Raises RuntimeError when the graph differs from PyTorch.
+    """
     start = time.perf_counter()
     path = folder / "onnx" / f"{name}.onnx"
     export_onnx(name, engines[name], inputs[name], path, args.opset)
