@@ -58,8 +58,11 @@ RIM_WIDTH = 3
 GRID_CELLS = 7
 # Blur levels of the ideal coverages, as Gaussian sigmas in box sides (sigma 2 px on an 11 px box is 0.18).
 TEMPLATE_BLURS = (0.0, 0.04, 0.08, 0.12, 0.16, 0.2)
+# Templates up to this much blurrier (in box sides) than the blur measured on an object's edges are tried.
+BLUR_MARGIN = 0.05
 # The colour measured on a thin blurred object (a ring's band) is weaker than the one drawn, which
-# inflates its matte; the fit also tries the matte scaled down by these factors and keeps the best.
+# inflates its matte; the fit also tries the matte scaled down by those of these factors that the
+# measured colour's strength allows (`_matte_scales`) and keeps the best.
 ALPHA_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6)
 # The matte is a least-squares projection of each pixel's colour onto the object's. In a clean
 # image it weighs luma LUMA_WEIGHT times more than chroma, in YCbCr: JPEG keeps luma at full
@@ -253,14 +256,16 @@ def _measure_region(
     weighted = color_offset @ matte_metric
     alpha = np.clip(offsets @ weighted / (weighted @ color_offset), -0.25, 1.25) * support
     cut = _cut_sides(alpha)
+    scales = _matte_scales(color_offset)
+    blurs = _plausible_blurs(alpha)
     if any(cut):
-        fits = [_fit_cut_shapes(alpha * scale, cut) for scale in ALPHA_SCALES]
+        fits = [_fit_cut_shapes(alpha * scale, cut, blurs) for scale in scales]
         boxes, distances = min(fits, key=lambda fit: fit[1].min())
     else:
         # Fitting a window around the object instead of the whole image: the same sums, fewer zeros.
         rows, cols = np.nonzero(support)
         top, left = rows.min(), cols.min()
-        boxes, distances = _fit_shapes(alpha[top : rows.max() + 1, left : cols.max() + 1])
+        boxes, distances = _fit_shapes(alpha[top : rows.max() + 1, left : cols.max() + 1], scales, blurs)
         boxes = boxes + [left, top, 0]
     best, confidence = _classify(distances)
     left, top, side = boxes[best]
@@ -295,6 +300,31 @@ def _region_color(pixel_offsets: np.ndarray) -> tuple[str | None, np.ndarray]:
     return name, color_offset
 
 
+def _plausible_blurs(alpha: np.ndarray) -> np.ndarray:
+    """(len(TEMPLATE_BLURS),) bool: the template blurs no sharper than the object's edges allow.
+
+    Blur is measured, not guessed from the shape: across an edge blurred by a Gaussian of sigma
+    pixels, about 2.5 sigma pixels lie between alpha 0.15 and 0.85. Without this bound a rounded
+    square or a plump cross fits a blurred diamond as well as its own shape, though its edges are
+    sharp."""
+    inside = alpha > 0.5
+    edge_pixels = (inside & ~ndimage.binary_erosion(inside, _FOUR_NEIGHBOURS)).sum()
+    partial_pixels = ((alpha > 0.15) & (alpha < 0.85)).sum()
+    sigma = partial_pixels / max(edge_pixels, 1) / 2.5
+    side = np.sqrt(max(inside.sum(), 1))
+    return np.array(TEMPLATE_BLURS) <= sigma / side + BLUR_MARGIN
+
+
+def _matte_scales(color_offset: np.ndarray) -> tuple[float, ...]:
+    """The factors of ALPHA_SCALES the matte may shrink by: only as far as the measured colour is
+    weaker than the palette colour in its direction (a thin object blurred into the background); a
+    colour measured at full strength was drawn at that strength, and its matte stays as it is."""
+    strength = np.linalg.norm(color_offset)
+    nearest = int(np.argmax(_PALETTE_DIRECTIONS @ (color_offset / max(strength, 1e-6))))
+    ratio = strength / np.linalg.norm(_PALETTE[nearest] - np.float32(BACKGROUND))
+    return tuple(scale for scale in ALPHA_SCALES if scale >= ratio - 0.05) or (1.0,)
+
+
 def _cut_sides(alpha: np.ndarray) -> tuple[bool, bool, bool, bool]:
     """Whether the object of matte `alpha` (H, W) is cut by the (left, top, right, bottom) border."""
     return (
@@ -305,13 +335,16 @@ def _cut_sides(alpha: np.ndarray) -> tuple[bool, bool, bool, bool]:
     )
 
 
-def _fit_shapes(alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _fit_shapes(
+    alpha: np.ndarray, scales: tuple[float, ...], blurs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Boxes (len(SHAPES), 3: left, top, side in pixels) and distances (len(SHAPES),
     len(TEMPLATE_BLURS)) of an object wholly inside the image: each shape's box follows from the
     object's mass and centre of mass, and its distance at each blur is the root-mean-square
-    difference between the object's cell coverages and the shape's. Every scale of ALPHA_SCALES is
-    tried at once; the one that fits best is returned."""
-    scales = np.array(ALPHA_SCALES)[:, None]
+    difference between the object's cell coverages and the shape's, at the blurs of TEMPLATE_BLURS
+    selected by `blurs` (bool). The matte scaled by each of `scales` is tried at once; the one that
+    fits best is returned."""
+    scales = np.array(scales)[:, None]
     mass = max(alpha.sum(), 1e-6)
     center_x = alpha.sum(axis=0) @ (np.arange(alpha.shape[1]) + 0.5) / mass
     center_y = alpha.sum(axis=1) @ (np.arange(alpha.shape[0]) + 0.5) / mass
@@ -320,12 +353,14 @@ def _fit_shapes(alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     tops = center_y - sides * (0.5 + _CENTER_OF_MASS_DROPS)
     grids = _cell_coverages(alpha, lefts.ravel(), tops.ravel(), sides.ravel()).reshape(*sides.shape, -1)
     grids *= scales[:, :, None]
-    distances = np.sqrt(np.mean((grids[:, :, None, :] - _shape_grids()) ** 2, axis=3))
+    distances = np.sqrt(np.mean((grids[:, :, None, :] - _shape_grids()[:, blurs]) ** 2, axis=3))
     scale = int(np.argmin(distances.min(axis=(1, 2))))
     return np.stack([lefts[scale], tops[scale], sides[scale]], axis=1), distances[scale]
 
 
-def _fit_cut_shapes(alpha: np.ndarray, cut: tuple[bool, bool, bool, bool]) -> tuple[np.ndarray, np.ndarray]:
+def _fit_cut_shapes(
+    alpha: np.ndarray, cut: tuple[bool, bool, bool, bool], blurs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """As `_fit_shapes`, for an object cut by the border: mass and centre of mass are those of the
     visible part only, so the box comes from the visible sides (where the matte crosses 0.5; every
     shape spans its whole box), its side from an axis the border does not cut (or, cut at a corner,
@@ -353,7 +388,7 @@ def _fit_cut_shapes(alpha: np.ndarray, cut: tuple[bool, bool, bool, bool]) -> tu
             _visible_fraction(top, side, alpha.shape[0]), _visible_fraction(left, side, alpha.shape[1])
         )
         used = visible.ravel() > 0.3
-        expected = _shape_grids() * visible.ravel()
+        expected = _shape_grids()[:, blurs] * visible.ravel()
         differences = (grids[:, None, :] - expected)[:, :, used]
         distances = np.sqrt(np.mean(differences**2, axis=2))
         if best_distances is None or distances.min() < best_distances.min():  # the side that fits best
