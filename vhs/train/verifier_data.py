@@ -24,6 +24,7 @@ one epoch reads in seconds, while generating the candidates takes minutes.
 
     python -m vhs.train.verifier_data --split train
     python -m vhs.train.verifier_data --split validation
+    python -m vhs.train.verifier_data --split train --relabel    # after the evaluator changed
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from ..shapes import (
     caption_image,
     evaluate,
     evaluation_prompts,
+    parse_prompt,
     prompt_text,
     sample_training_prompt,
 )
@@ -136,20 +138,30 @@ def build_shard(generator: CandidateGenerator, split: str, shard: int, path: Pat
         for name, value in outputs.items():
             arrays.setdefault(name, []).append(value)
     tensors = {name: np.concatenate(values) for name, values in arrays.items()}
-    prompt_index = np.repeat(np.arange(len(prompts), dtype=np.int32), candidates)
-    tensors["passed"] = np.array(
-        [evaluate(image, prompts[p][0]) for image, p in zip(tensors["images"], prompt_index, strict=True)],
-        np.uint8,
-    )
-    tensors["prompt_index"] = prompt_index
+    tensors["prompt_index"] = np.repeat(np.arange(len(prompts), dtype=np.int32), candidates)
     record = {
-        "prompts": [{"text": prompt_text(spec), "tag": spec.tag, "seed": seed} for spec, seed in prompts],
-        "captions": [caption_image(image) for image in tensors["images"]],
+        "prompts": [{"text": prompt_text(spec), "tag": spec.tag, "seed": seed} for spec, seed in prompts]
     }
+    _write_labelled_shard(path, tensors, record)
+
+
+def label_shard(path: Path) -> None:
+    """Judge a shard's stored images again with the current evaluator (verdicts and captions), so a
+    change of the evaluator does not need the candidates generated again."""
+    _write_labelled_shard(path, load_file(str(path)), json.loads(path.with_suffix(".json").read_text()))
+
+
+def _write_labelled_shard(path: Path, tensors: dict[str, np.ndarray], record: dict) -> None:
+    """Add the evaluator's verdict ("passed") and caption of every candidate and write the shard;
+    it exists only once both of its files are whole."""
+    specs = [parse_prompt(prompt["text"]) for prompt in record["prompts"]]
+    pairs = zip(tensors["images"], tensors["prompt_index"], strict=True)
+    tensors["passed"] = np.array([evaluate(image, specs[p]) for image, p in pairs], np.uint8)
+    record["captions"] = [caption_image(image) for image in tensors["images"]]
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path.with_suffix(".tmp")))
     path.with_suffix(".json").write_text(json.dumps(record) + "\n")
-    path.with_suffix(".tmp").replace(path)  # the shard exists only once both files are whole
+    path.with_suffix(".tmp").replace(path)
 
 
 def shard_paths(split: str, out_dir: Path = OUT_DIR) -> list[Path]:
@@ -214,12 +226,18 @@ def main() -> None:
     )
     parser.add_argument("--split", choices=tuple(CANDIDATES), required=True)
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
+    parser.add_argument("--relabel", action="store_true", help="judge the built shards' images again")
     args = parser.parse_args()
     torch.manual_seed(0)
-    generator = CandidateGenerator()
-    for shard, path in enumerate(tqdm(shard_paths(args.split, args.out_dir), desc=f"{args.split} shards")):
-        if not path.is_file():
-            build_shard(generator, args.split, shard, path)
+    paths = shard_paths(args.split, args.out_dir)
+    if args.relabel:
+        for path in tqdm(paths, desc=f"relabelling {args.split}"):
+            label_shard(path)
+    else:
+        generator = CandidateGenerator()
+        for shard, path in enumerate(tqdm(paths, desc=f"{args.split} shards")):
+            if not path.is_file():
+                build_shard(generator, args.split, shard, path)
     print(json.dumps(data_card(args.split, args.out_dir), indent=2))
 
 
