@@ -90,3 +90,32 @@ sample-grid: setup
 # Per-candidate FLOPs of DiT, VAE decoder, text encoder, LLM, CLIP: published models vs shapes.
 flops: setup
 	$(PYTHON) benchmarks/flops.py shapes
+
+# --- the `shapes` verifiers (issue 14) ----------------------------------------------------------
+.PHONY: verifier-data train-verifier verifier-study eval-verifiers
+VERIFIERS := $(BUILD)/train/verifiers
+# One thread per process: on 2 cores, torch's default threads only fight each other.
+TRAIN_ENV := OMP_NUM_THREADS=1
+
+# Candidates of the shipped generator for the train, validation and evaluation prompt splits, labelled
+# by the shapes evaluator (resumes shard by shard).
+verifier-data: setup
+	for split in train validation evaluation; do \
+		$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier_data --split $$split || exit 1; done
+
+# VHS at l* = 7 and the AE-latent baseline, each with its own LLM (language prior shared).
+train-verifier: verifier-data
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads hidden_states_l7 --out $(VERIFIERS)/vhs_l7
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads denoised_latents --out $(VERIFIERS)/latent
+
+# The paper's layer study (h1, h5, h9, h19 beside h7) and loss study at l* = 7 (XE, focal).
+verifier-study: train-verifier
+	for block in 1 5 9 19; do $(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier \
+		--reads hidden_states_l$$block --out $(VERIFIERS)/vhs_l$$block || exit 1; done
+	for loss in xe focal; do $(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads hidden_states_l7 \
+		--loss $$loss --out $(VERIFIERS)/vhs_l7_$$loss || exit 1; done
+
+# Selection quality of every trained verifier on the evaluation split (touched for this table only).
+eval-verifiers: setup
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.evaluate_verifiers $(wildcard $(VERIFIERS)/vhs_l* $(VERIFIERS)/latent) \
+		--out $(BUILD)/eval-verifiers/scores.json
