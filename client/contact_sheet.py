@@ -18,13 +18,18 @@ SELECTED_COLOR = (0, 170, 60)
 
 
 def contact_sheet(
-    candidate_images: np.ndarray, scores: np.ndarray, selected: int, columns: int | None = None
+    candidate_images: np.ndarray,
+    scores: np.ndarray,
+    selected: int,
+    columns: int | None = None,
+    verdicts: list[bool] | None = None,
 ) -> Image.Image:
     """Lay out candidates in a grid with their scores; the selected candidate gets a green frame.
 
     candidate_images: uint8 [N, H, W, 3]. scores: [N] (P(yes)), or [0] from a mode without a verifier
     (tiles are captioned without a score). selected: index in [0, N).
-    columns: tiles per row, default ceil(sqrt(N)).
+    columns: tiles per row, default ceil(sqrt(N)). verdicts: an evaluator's pass/fail per candidate,
+    written under its score, or None.
     """
     if candidate_images.ndim != 4 or candidate_images.shape[-1] != 3 or candidate_images.dtype != np.uint8:
         raise ValueError(
@@ -36,6 +41,8 @@ def contact_sheet(
         raise ValueError("candidate_images holds no candidates (N = 0): request them with return_candidates")
     if len(scores) not in (0, count):
         raise ValueError(f"scores must have one value per candidate ({count}) or none, got {len(scores)}")
+    if verdicts is not None and len(verdicts) != count:
+        raise ValueError(f"verdicts must have one value per candidate ({count}), got {len(verdicts)}")
     if not 0 <= selected < count:
         raise ValueError(f"selected must be in [0, {count - 1}], got {selected}")
     scale = max(1, math.ceil(MIN_TILE_PIXELS / min(height, width)))
@@ -57,7 +64,8 @@ def contact_sheet(
         tile = Image.fromarray(image).resize((tile_width, tile_height), Image.NEAREST)
         sheet.paste(tile, (left + FRAME_PIXELS, top + FRAME_PIXELS))
         score = f"  {float(scores[index]):.3f}" if len(scores) else ""
-        caption = f"#{index}{score}" + ("  selected" if index == selected else "")
+        verdict = "" if verdicts is None else ("  pass" if verdicts[index] else "  fail")
+        caption = f"#{index}{score}{verdict}" + ("  selected" if index == selected else "")
         draw.text(
             (left + FRAME_PIXELS, top + tile_height + 2 * FRAME_PIXELS + 4),
             caption,

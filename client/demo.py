@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from vhs.serving.server import TritonServer
+from vhs.shapes import evaluate, parse_prompt
 
 from .contact_sheet import contact_sheet
 from .vhs_client import GenerationResult, VHSClient
@@ -26,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-repository", type=Path, required=True)
     parser.add_argument("--output", type=Path, default=Path("out/demo"))
-    parser.add_argument("--prompt", default="a photo of a red circle left of a blue square")
+    parser.add_argument("--prompt", default="a photo of two circles")
     parser.add_argument("-n", "--num-candidates", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=5, help="timed requests per mode (median reported)")
@@ -43,7 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.prompt, args.num_candidates, args.seed, mode, return_candidates=True
                 )
                 Image.fromarray(shown.image).save(args.output / f"{mode}.png")
-                sheets[mode] = contact_sheet(shown.candidate_images, shown.scores, shown.selected)
+                sheets[mode] = contact_sheet(
+                    shown.candidate_images,
+                    shown.scores,
+                    shown.selected,
+                    verdicts=shapes_verdicts(args.prompt, shown),
+                )
                 timed[mode] = [
                     client.generate(args.prompt, args.num_candidates, args.seed, mode)
                     for _ in range(args.repeats)
@@ -54,6 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(timing_table(timed))
     print(f"wrote {', '.join(str(args.output / f'{m}.png') for m in MODES)} and {args.output / 'demo.png'}")
     return 0
+
+
+def shapes_verdicts(prompt: str, result: GenerationResult) -> list[bool] | None:
+    """The shapes evaluator's verdict on every candidate when the prompt is one of the shapes world's
+    (GenEval's phrasing), else None: the demo shows whether the verifier picked a right one."""
+    try:
+        spec = parse_prompt(prompt)
+    except ValueError:
+        return None
+    return [evaluate(image, spec) for image in result.candidate_images]
 
 
 def timing_table(timed: dict[str, list[GenerationResult]]) -> str:

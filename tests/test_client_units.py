@@ -68,6 +68,19 @@ def test_contact_sheet_frames_the_selected_candidate():
     assert tuple(pixels[inside]) == (200, 200, 200)
 
 
+def test_contact_sheet_writes_each_verdict_under_its_candidate():
+    candidates = np.full((2, 32, 32, 3), 200, dtype=np.uint8)
+    scores = np.array([0.2, 0.8])
+    plain = np.asarray(contact_sheet(candidates, scores, selected=1))
+    judged = np.asarray(contact_sheet(candidates, scores, selected=1, verdicts=[False, True]))
+    assert plain.shape == judged.shape
+    caption_rows = slice(judged.shape[0] - CAPTION_PIXELS - GAP_PIXELS, None)
+    assert not np.array_equal(plain[caption_rows], judged[caption_rows])  # the verdict is written
+    assert np.array_equal(plain[: caption_rows.start], judged[: caption_rows.start])  # tiles unchanged
+    with pytest.raises(ValueError, match="verdicts"):
+        contact_sheet(candidates, scores, selected=1, verdicts=[True])
+
+
 def test_mode_without_a_verifier_gets_a_sheet_and_a_table_without_scores():
     candidates = np.full((3, 8, 8, 3), 200, dtype=np.uint8)
     assert contact_sheet(candidates, np.zeros(0, np.float32), selected=0).width > 0
