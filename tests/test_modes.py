@@ -10,10 +10,10 @@ def test_engines_each_mode_calls_in_order():
         "text_encoder", "dit_prefix", "connector", "llm", "dit_suffix", "vae_decoder"
     )  # fmt: skip
     assert MODES["latent"].engines == (
-        "text_encoder", "dit_prefix", "dit_suffix", "latent_connector", "llm", "vae_decoder"
+        "text_encoder", "dit_prefix", "dit_suffix", "latent_connector", "latent_llm", "vae_decoder"
     )  # fmt: skip
     assert MODES["clip"].engines == (
-        "text_encoder", "dit_prefix", "dit_suffix", "vae_decoder", "clip_vision", "llm"
+        "text_encoder", "dit_prefix", "dit_suffix", "vae_decoder", "clip_vision", "clip_llm"
     )  # fmt: skip
     assert MODES["none"].engines == ("text_encoder", "dit_prefix", "dit_suffix", "vae_decoder")
 
@@ -27,17 +27,17 @@ def test_only_the_pixel_verifier_decodes_every_candidate():
 def test_the_repository_holds_every_engine_of_the_table_once():
     assert all_engines() == (
         "text_encoder", "dit_prefix", "dit_suffix", "vae_decoder",
-        "connector", "clip_vision", "latent_connector", "llm",
+        "connector", "clip_vision", "latent_connector", "llm", "clip_llm", "latent_llm",
     )  # fmt: skip
-    assert llm_engines() == ("llm",)
-    assert [mode.name for mode in modes_scored_by("llm")] == ["vhs", "clip", "latent"]
+    assert [mode.name for mode in modes_scored_by("llm")] == ["vhs"]
 
 
-def test_a_verifier_with_its_own_llm_adds_that_engine(monkeypatch):
-    monkeypatch.setitem(MODES, "clip", VerifierMode("clip", "vae_decoder", "clip_vision", "clip_llm"))
-    assert llm_engines() == ("llm", "clip_llm")
-    assert all_engines()[-2:] == ("llm", "clip_llm")
+def test_each_verifier_has_its_own_llm_and_modes_may_share_one(monkeypatch):
+    assert llm_engines() == ("llm", "clip_llm", "latent_llm")
     assert [mode.name for mode in modes_scored_by("clip_llm")] == ["clip"]
+    monkeypatch.setitem(MODES, "clip", VerifierMode("clip", "vae_decoder", "clip_vision", "llm"))
+    assert llm_engines() == ("llm", "latent_llm")
+    assert [mode.name for mode in modes_scored_by("llm")] == ["vhs", "clip"]
 
 
 @pytest.mark.parametrize(

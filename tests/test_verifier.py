@@ -76,6 +76,8 @@ def test_tiny_random_preset_reloads_identically(tmp_path, tiny_preset):
         "transformer",
         "vae",
         "llm",
+        "clip_llm",
+        "latent_llm",
         "connector",
         "clip_vision",
         "clip_connector",

@@ -10,4 +10,6 @@ VAE_DECODER = "vae_decoder"
 CONNECTOR = "connector"
 CLIP_VISION = "clip_vision"
 LATENT_CONNECTOR = "latent_connector"
-LLM = "llm"
+LLM = "llm"  # the VHS verifier's LLM
+CLIP_LLM = "clip_llm"  # the CLIP baseline's own fine-tuned LLM
+LATENT_LLM = "latent_llm"  # the AE-latent baseline's own fine-tuned LLM

@@ -83,22 +83,13 @@ def build_engines(preset: Preset) -> dict[str, Engine]:
     """Every engine of a preset, keyed by its Triton model name; modules in eval mode.
 
     The generation chain, plus the visual encoder and LLM of every mode in the mode table. Every LLM
-    engine the table names is a `YesNoScorer` on the preset's `llm` for now.
+    engine the table names is a `YesNoScorer` on the preset's LLM of the same name (each verifier
+    fine-tunes its own).
     """
     sigma_data = preset.scheduler.config.sigma_data
     use_export_friendly_attention(preset.transformer)
     split_block = preset.config.split_block
     prompt_tokenizer = preset.prompt_tokenizer
-    scorer = Engine(
-        YesNoScorer(
-            preset.llm,
-            prompt_tokenizer.question_prefix_ids,
-            prompt_tokenizer.yes_token_id,
-            prompt_tokenizer.no_token_id,
-        ),
-        ("visual_tokens", "question_ids", "question_length"),
-        ("yes_no_logits", "yes_probability"),
-    )
     engines = {
         TEXT_ENCODER: Engine(
             TextEncoder(preset.text_encoder), ("input_ids", "attention_mask"), ("prompt_embeds",)
@@ -115,7 +106,16 @@ def build_engines(preset: Preset) -> dict[str, Engine]:
         if mode.verifies:
             engines[mode.visual_encoder] = VISUAL_ENCODERS[mode.visual_encoder](preset)
     for llm in llm_engines():
-        engines[llm] = scorer
+        engines[llm] = Engine(
+            YesNoScorer(
+                getattr(preset, llm),
+                prompt_tokenizer.question_prefix_ids,
+                prompt_tokenizer.yes_token_id,
+                prompt_tokenizer.no_token_id,
+            ),
+            ("visual_tokens", "question_ids", "question_length"),
+            ("yes_no_logits", "yes_probability"),
+        )
     for engine in engines.values():
         engine.module.eval()
     return engines

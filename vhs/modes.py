@@ -16,11 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .engine_names import (
+    CLIP_LLM,
     CLIP_VISION,
     CONNECTOR,
     DIT_PREFIX,
     DIT_SUFFIX,
     LATENT_CONNECTOR,
+    LATENT_LLM,
     LLM,
     TEXT_ENCODER,
     VAE_DECODER,
@@ -83,9 +85,9 @@ MODES: dict[str, VerifierMode] = {
         # VHS: an MLP connector on the DiT hidden states after block l*.
         VerifierMode("vhs", reads=DIT_PREFIX, visual_encoder=CONNECTOR, llm=LLM),
         # Baseline "MLLM with CLIP": decode every candidate, CLIP vision tower + connector.
-        VerifierMode("clip", reads=VAE_DECODER, visual_encoder=CLIP_VISION, llm=LLM),
+        VerifierMode("clip", reads=VAE_DECODER, visual_encoder=CLIP_VISION, llm=CLIP_LLM),
         # Baseline "MLLM with AE": a connector on the autoencoder latent z_0.
-        VerifierMode("latent", reads=DIT_SUFFIX, visual_encoder=LATENT_CONNECTOR, llm=LLM),
+        VerifierMode("latent", reads=DIT_SUFFIX, visual_encoder=LATENT_CONNECTOR, llm=LATENT_LLM),
         # Best-of-1: no verifier, candidate 0 is the answer.
         VerifierMode("none", reads=DIT_PREFIX, visual_encoder=None, llm=None),
     )

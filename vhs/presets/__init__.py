@@ -3,7 +3,8 @@
 A preset folder holds `preset.json` (the `PresetConfig` below) and two component folders:
 
     <generator>/  tokenizer/ text_encoder/ transformer/ vae/ scheduler/   (a SANA-Sprint diffusers folder)
-    <verifier>/   tokenizer/ llm/ connector/ clip_vision/ clip_connector/ latent_connector/
+    <verifier>/   tokenizer/ llm/ clip_llm/ latent_llm/ connector/ clip_vision/ clip_connector/
+                  latent_connector/
 
 Every component is loaded with its own class's `from_pretrained`, so a published checkpoint and the
 project's own weights go through exactly the same code. Presets differ only in data, never in code.
@@ -32,10 +33,13 @@ GENERATOR_COMPONENTS = {
     "vae": AutoencoderDC,
     "scheduler": SCMScheduler,
 }
-# The verifier folder: the LLM, its tokenizer (`llm_tokenizer` field, `tokenizer/` folder), and the
-# visual encoders' weights of every mode (vhs/modes.py) a preset serves.
+# The verifier folder: each mode's LLM (vhs/modes.py names its engine, which is also its folder),
+# their shared tokenizer (`llm_tokenizer` field, `tokenizer/` folder), and the visual encoders'
+# weights of every mode a preset serves.
 VERIFIER_COMPONENTS = {
     "llm": AutoModelForCausalLM,
+    "clip_llm": AutoModelForCausalLM,
+    "latent_llm": AutoModelForCausalLM,
     "connector": MLPConnector,
     "clip_vision": CLIPVisionModel,
     "clip_connector": MLPConnector,
@@ -54,7 +58,9 @@ class Preset:
     vae: AutoencoderDC
     scheduler: SCMScheduler
     llm_tokenizer: object
-    llm: object
+    llm: object  # each verifier fine-tunes its own LLM, as in the paper: VHS's
+    clip_llm: object  # the CLIP baseline's
+    latent_llm: object  # the AE-latent baseline's
     connector: MLPConnector
     clip_vision: CLIPVisionModel
     clip_connector: MLPConnector

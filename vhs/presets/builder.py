@@ -67,6 +67,7 @@ def build_preset(config: PresetConfig, sizes: ComponentSizes, corpus: list[str],
     llm = build_llm(sizes, llm_tokenizer)
     clip_vision = build_clip_vision(sizes)
     text_encoder = build_text_encoder(sizes, tokenizer, config.text_max_length)
+    clip_llm, latent_llm = build_llm(sizes, llm_tokenizer), build_llm(sizes, llm_tokenizer)
     dit_width = sizes.dit_heads * sizes.dit_head_dim
     return Preset(
         config=config,
@@ -77,6 +78,8 @@ def build_preset(config: PresetConfig, sizes: ComponentSizes, corpus: list[str],
         scheduler=SCMScheduler(sigma_data=0.5, prediction_type="trigflow"),
         llm_tokenizer=llm_tokenizer,
         llm=llm,
+        clip_llm=clip_llm,
+        latent_llm=latent_llm,
         connector=MLPConnector(dit_width, sizes.llm_width),
         clip_vision=clip_vision,
         clip_connector=MLPConnector(sizes.clip_width, sizes.llm_width, normalize_input=False),
