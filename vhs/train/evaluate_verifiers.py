@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import Qwen2ForCausalLM
+from transformers import CLIPVisionModel, Qwen2ForCausalLM
 
 from ..presets import load_preset
 from ..shapes import TASKS
-from ..verifier import LatentVisualEncoder, MLPConnector, YesNoScorer
+from ..verifier import ClipVisualEncoder, LatentVisualEncoder, MLPConnector, YesNoScorer
 from .verifier import PRESET, VerifierForTraining, question_tensors, score
 from .verifier_data import load_split
 from .verifier_metrics import best_of_n, selection_metrics
@@ -34,7 +34,12 @@ def load_trained_verifier(folder: Path, preset) -> tuple[VerifierForTraining, st
     """(model, what it reads) of a folder written by `vhs.train.verifier`."""
     reads = json.loads((folder / "metrics.json").read_text())["reads"]
     connector = MLPConnector.from_pretrained(folder / "connector")
-    encoder = LatentVisualEncoder(connector) if reads == "denoised_latents" else connector
+    encoder = {
+        "denoised_latents": lambda: LatentVisualEncoder(connector),
+        "images": lambda: ClipVisualEncoder(
+            CLIPVisionModel.from_pretrained(folder / "clip_vision"), connector
+        ),
+    }.get(reads, lambda: connector)()
     tokens = preset.prompt_tokenizer
     llm = Qwen2ForCausalLM.from_pretrained(folder / "llm")
     scorer = YesNoScorer(llm, tokens.question_prefix_ids, tokens.yes_token_id, tokens.no_token_id)

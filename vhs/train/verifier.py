@@ -2,7 +2,8 @@
 
     reads=hidden_states_l{b}   VHS: the MLP connector on the DiT hidden state after block b
     reads=denoised_latents     MLLM with AE: a connector on the autoencoder latent z_0
-    reads=images               MLLM with CLIP: a frozen CLIP vision tower + connector on pixels
+    reads=images               MLLM with CLIP: the project's CLIP vision tower (`vhs.train.clip_tower`,
+                               pre-trained contrastively, frozen) + connector on pixels
 
 Stages, on the candidates of `vhs.train.verifier_data` (train split; validation picks the checkpoint):
     0. language prior (shared by every verifier, cached): the LLM learns the world's language:
@@ -34,10 +35,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from transformers import CLIPVisionModel
 
 from ..presets import Preset, load_preset
 from ..prompting import VERIFIER_QUESTION
-from ..verifier import LatentVisualEncoder, YesNoScorer
+from ..verifier import ClipVisualEncoder, LatentVisualEncoder, YesNoScorer
 from .common import LossLog, cosine_learning_rate
 from .verifier_data import OUT_DIR as DATA_DIR
 from .verifier_data import load_split
@@ -55,6 +57,7 @@ LOSS = "weighted_xe"  # or "xe", "focal"
 FOCAL_GAMMA = 2.0
 OUT_DIR = Path("build/train/verifiers")
 PRIOR_DIR = OUT_DIR / "llm_prior"
+CLIP_TOWER_DIR = OUT_DIR / "clip_tower"
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -90,19 +93,38 @@ class CaptionModel(nn.Module):
         return self.llm(inputs_embeds=inputs_embeds, labels=labels).loss
 
 
-def visual_encoder_for(preset: Preset, reads: str) -> nn.Module:
-    """A fresh copy of the preset's visual encoder for what the verifier reads."""
+def visual_encoder_for(preset: Preset, reads: str, clip_tower: Path = CLIP_TOWER_DIR) -> nn.Module:
+    """A fresh copy of the preset's visual encoder for what the verifier reads; for pixels, the
+    project's pre-trained CLIP tower (`vhs.train.clip_tower`), frozen as in LLaVA."""
     if reads.startswith("hidden_states_l"):
         return copy.deepcopy(preset.connector)
     if reads == "denoised_latents":
         return LatentVisualEncoder(copy.deepcopy(preset.latent_connector))
-    raise ValueError(f"reads must be hidden_states_l<block> or denoised_latents, got {reads!r}")
+    if reads == "images":
+        tower = CLIPVisionModel.from_pretrained(clip_tower / "clip_vision").eval().requires_grad_(False)
+        return ClipVisualEncoder(tower, copy.deepcopy(preset.clip_connector))
+    raise ValueError(f"reads must be hidden_states_l<block>, denoised_latents or images, got {reads!r}")
+
+
+def connector_of(encoder: nn.Module) -> nn.Module:
+    """The trained part of a visual encoder: its connector (a CLIP tower stays frozen)."""
+    return getattr(encoder, "connector", encoder)
+
+
+def as_model_input(rows: np.ndarray) -> torch.Tensor:
+    """Stored features -> the visual encoder's input: float32; images (B, H, W, 3) uint8 become
+    (B, 3, H, W) in [0, 1], the decoder's output."""
+    if rows.dtype == np.uint8:
+        return torch.from_numpy(rows).permute(0, 3, 1, 2).float() / 255
+    return torch.from_numpy(rows).float()
 
 
 def set_input_statistics(encoder: nn.Module, features: np.ndarray) -> None:
     """Store the per-channel mean and variance of the training inputs in the connector: channels are
     the last axis of hidden states (N, tokens, width) and the second of latents (N, C, h, w)."""
-    connector = getattr(encoder, "connector", encoder)
+    connector = connector_of(encoder)
+    if not connector.config.normalize_input:
+        return
     channels = np.moveaxis(features, 1, -1) if features.ndim == 4 else features
     flat = channels.reshape(-1, channels.shape[-1]).astype(np.float64)
     connector.input_mean.copy_(torch.from_numpy(flat.mean(axis=0)).float())
@@ -203,9 +225,7 @@ def score(
         for start in range(0, len(features), 256):
             rows = np.arange(start, min(start + 256, len(features)))
             prompts = prompt_index[rows]
-            logits = model(
-                torch.from_numpy(features[rows]).float(), question_ids[prompts], question_length[prompts]
-            )
+            logits = model(as_model_input(features[rows]), question_ids[prompts], question_length[prompts])
             scores.append(torch.softmax(logits.float(), dim=-1)[:, 0].numpy())
     return np.concatenate(scores)
 
@@ -245,12 +265,12 @@ def train_verifier(
     # Stage 1: alignment on what each candidate shows.
     caption_ids, caption_mask = pad_token_ids(tokenizer, train_record["captions"])
     llm.requires_grad_(False)
-    encoder.requires_grad_(True)
+    connector_of(encoder).requires_grad_(True)
     caption_model = CaptionModel(encoder, llm, preset.prompt_tokenizer.question_prefix_ids)
     features = train[reads]
 
     def alignment_loss(model, rows):
-        return model(torch.from_numpy(features[rows]).float(), caption_ids[rows], caption_mask[rows])
+        return model(as_model_input(features[rows]), caption_ids[rows], caption_mask[rows])
 
     optimize(caption_model, alignment_loss, ALIGN_STEPS, ALIGN_LR, 1, len(features), log)
 
@@ -272,7 +292,7 @@ def train_verifier(
     def finetune_loss(model, rows):
         prompts_of_rows = prompt_index[rows]
         logits = model(
-            torch.from_numpy(features[rows]).float(),
+            as_model_input(features[rows]),
             question_ids[prompts_of_rows],
             question_length[prompts_of_rows],
         )
@@ -292,8 +312,9 @@ def train_verifier(
     check_replicas_equal(model)
     metrics = {"reads": reads, "loss": loss_kind, "validation": best, "train_positive_rate": positive_rate}
     if not dist.is_initialized() or dist.get_rank() == 0:
-        connector = getattr(encoder, "connector", encoder)
-        connector.save_pretrained(out / "connector")
+        connector_of(encoder).save_pretrained(out / "connector")
+        if reads == "images":
+            encoder.clip_vision.save_pretrained(out / "clip_vision")
         llm.save_pretrained(out / "llm")
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
