@@ -103,10 +103,13 @@ verifier-data: setup
 	for split in train validation evaluation; do \
 		$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier_data --split $$split || exit 1; done
 
-# VHS at l* = 7 and the AE-latent baseline, each with its own LLM (language prior shared).
+# VHS at l* = 7 and both baselines, each with its own LLM (language prior shared): AE latent, and
+# CLIP on the project's contrastively pre-trained tower.
 train-verifier: verifier-data
 	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads hidden_states_l7 --out $(VERIFIERS)/vhs_l7
 	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads denoised_latents --out $(VERIFIERS)/latent
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.clip_tower --out $(VERIFIERS)/clip_tower
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads images --out $(VERIFIERS)/clip
 
 # The paper's layer study (h1, h5, h9, h19 beside h7) and loss study at l* = 7 (XE, focal).
 verifier-study: train-verifier
@@ -117,5 +120,5 @@ verifier-study: train-verifier
 
 # Selection quality of every trained verifier on the evaluation split (touched for this table only).
 eval-verifiers: setup
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.evaluate_verifiers $(wildcard $(VERIFIERS)/vhs_l* $(VERIFIERS)/latent) \
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.evaluate_verifiers $(wildcard $(VERIFIERS)/vhs_l* $(VERIFIERS)/latent $(VERIFIERS)/clip) \
 		--out $(BUILD)/eval-verifiers/scores.json
