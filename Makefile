@@ -92,7 +92,7 @@ flops: setup
 	$(PYTHON) benchmarks/flops.py shapes
 
 # --- the `shapes` verifiers (issue 14) ----------------------------------------------------------
-.PHONY: verifier-data train-verifier verifier-study eval-verifiers
+.PHONY: verifier-data train-verifier verifier-study eval-verifiers bench-budget
 VERIFIERS := $(BUILD)/train/verifiers
 # One thread per process: on 2 cores, torch's default threads only fight each other.
 TRAIN_ENV := OMP_NUM_THREADS=1
@@ -122,3 +122,9 @@ verifier-study: train-verifier
 eval-verifiers: setup
 	$(TRAIN_ENV) $(PYTHON) -m vhs.train.evaluate_verifiers $(wildcard $(VERIFIERS)/vhs_l* $(VERIFIERS)/latent $(VERIFIERS)/clip) \
 		--out $(BUILD)/eval-verifiers/scores.json
+
+# The paper's matched-budget table through the served path (CLIP Best-of-2/4/6 request times as the
+# budgets), scores from make eval-verifiers; table, CSV and plot in out/budget.
+bench-budget: export
+	$(PYTHON) -m benchmarks.budget --model-repository $(REPO) --scores $(BUILD)/eval-verifiers/scores.json \
+		--output out/budget --build-dir $(BUILD)/triton

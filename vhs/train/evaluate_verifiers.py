@@ -63,7 +63,8 @@ def verdict_rows(passed: np.ndarray, tags: list[str], num_candidates: int) -> di
 
 
 def evaluate_verifiers(folders: list[Path], num_candidates: int = NUM_CANDIDATES) -> dict:
-    """{"rows": {name: task scores}, "selection": {name: metrics}} on the evaluation split."""
+    """{"rows": {name: task scores}, "selection": {name: metrics}, "best_of_n_overall": {name: overall
+    Best-of-N for N = 1..K}, "oracle_best_of_n_overall": [...]} on the evaluation split."""
     preset = load_preset(PRESET)
     arrays, record = load_split("evaluation", ("passed", "prompt_index"))
     per_prompt = np.bincount(arrays["prompt_index"])[0]
@@ -71,7 +72,7 @@ def evaluate_verifiers(folders: list[Path], num_candidates: int = NUM_CANDIDATES
     tags = [prompt["tag"] for prompt in record["prompts"]]
     questions = question_tensors(preset, [prompt["text"] for prompt in record["prompts"]])
     first = np.tile(np.arange(per_prompt) < num_candidates, len(tags))
-    rows, selection = verdict_rows(passed, tags, num_candidates), {}
+    rows, selection, curves = verdict_rows(passed, tags, num_candidates), {}, {}
     for folder in folders:
         model, reads = load_trained_verifier(folder, preset)
         features = load_split("evaluation", (reads,))[0][reads]
@@ -82,7 +83,21 @@ def evaluate_verifiers(folders: list[Path], num_candidates: int = NUM_CANDIDATES
         selection[folder.name] = selection_metrics(
             scores[first], arrays["passed"][first], arrays["prompt_index"][first]
         )
-    return {"rows": rows, "selection": selection, "num_candidates": num_candidates}
+        # Best-of-N for every N the split holds: the score axis of the time-budget table.
+        curves[folder.name] = [
+            best_of_n(scores.reshape(-1, per_prompt), passed, tags, n)["overall"]
+            for n in range(1, per_prompt + 1)
+        ]
+    oracle = [
+        verdict_rows(passed, tags, n)[f"oracle_best_of_{n}"]["overall"] for n in range(1, per_prompt + 1)
+    ]
+    return {
+        "rows": rows,
+        "selection": selection,
+        "num_candidates": num_candidates,
+        "best_of_n_overall": curves,
+        "oracle_best_of_n_overall": oracle,
+    }
 
 
 def format_tables(result: dict) -> str:
