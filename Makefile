@@ -110,6 +110,7 @@ train-verifier: verifier-data
 	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads denoised_latents --out $(VERIFIERS)/latent
 	$(TRAIN_ENV) $(PYTHON) -m vhs.train.clip_tower --out $(VERIFIERS)/clip_tower
 	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads images --out $(VERIFIERS)/clip
+	$(PYTHON) -m vhs.train.assemble_verifiers --verifiers $(VERIFIERS)
 
 # The paper's layer study (h1, h5, h9, h19 beside h7) and loss study at l* = 7 (XE, focal).
 verifier-study: train-verifier
