@@ -3,7 +3,7 @@
 Each verifier trained by `vhs.train.verifier` (and, for CLIP, its frozen tower) replaces the seeded
 components of its mode: the folder names are the preset's (`vhs.presets.VERIFIER_COMPONENTS`).
 
-    python -m vhs.train.assemble_verifiers [--verifiers build/train/verifiers] [--out vhs/presets/shapes/verifier]
+    python -m vhs.train.assemble_verifiers [--verifiers DIR] [--out vhs/presets/shapes/verifier]
 """
 
 import argparse
