@@ -3,15 +3,19 @@
     vhs-export --preset tiny-random --output build/tiny-random
     vhs-export --preset shapes --output build/shapes --backend tensorrt_plan --precision fp16   # GPU host
 
-Output folder: `manifest.json`, `onnx/<engine>.onnx`, `model_repository/`, `export_report.md`.
-Everything is built in a temporary sibling folder and renamed into place at the end, so a failed
-export leaves nothing half-written.
+Output folder: `manifest.json`, `onnx/<engine>.onnx` (a folder `<engine>.onnx/` for a graph over
+2 GB), `model_repository/`, `export_report.md`. Everything is built in a temporary sibling folder and
+renamed into place at the end, so a failed export leaves nothing half-written. The preset's
+components are loaded one group at a time (text encoder; DiT; VAE; each verifier part; LLM), so the
+peak memory is that of the largest component, not of the whole preset.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
+import itertools
 import json
 import shutil
 import sys
@@ -21,17 +25,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import onnxruntime
-import torch
 from tqdm import tqdm
 
-from vhs.engine_names import VAE_DECODER
-from vhs.engines import build_engines
-from vhs.modes import all_engines, llm_engines
+from vhs.engines import ENGINE_COMPONENTS, Engine, build_engine, served_engines
+from vhs.modes import llm_engines
 from vhs.presets import load_preset, load_preset_config
-from vhs.serving.manifest import FORMAT_VERSION, LLM_TOKENIZER_DIR, TEXT_TOKENIZER_DIR, file_sha256
+from vhs.presets.folders import check_component_sizes, component_widths
+from vhs.serving.manifest import (
+    FORMAT_VERSION,
+    LLM_TOKENIZER_DIR,
+    TEXT_TOKENIZER_DIR,
+    artifact_bytes,
+    artifact_sha256,
+)
+from vhs.serving.onnx_engine import onnx_model_file
 
 from .backends import BACKENDS, Backend
-from .graphs import EXAMPLE_BATCH, example_inputs, export_onnx, graph_io, visual_token_counts
+from .graphs import EXAMPLE_BATCH, ExampleChain, export_onnx, graph_io
 from .parity import ATOL, RTOL, check_parity, inspect_model
 from .repository import Scheduling, write_repository
 from .tensorrt import PRECISIONS, build_plan, optimization_profile, require_tensorrt
@@ -89,40 +99,51 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def export(args: argparse.Namespace, folder: Path) -> str:
     """Export into `folder`; returns the one-screen summary."""
-    with tqdm(total=len(all_engines()) + 3, desc="export", unit="step") as progress:
-        return _export(args, folder, progress)
-
-
-def _export(args: argparse.Namespace, folder: Path, progress: tqdm) -> str:
-    progress.set_postfix_str("loading preset")
-    preset = load_preset(args.preset)
+    config = load_preset_config(args.preset)
     if args.split_block is not None:
-        preset.config = dataclasses.replace(preset.config, split_block=args.split_block)
-    max_batch_size = args.max_batch_size or preset.config.max_candidates
-    if max_batch_size < preset.config.max_candidates:
+        config = dataclasses.replace(config, split_block=args.split_block)
+    names = served_engines(config)
+    with tqdm(total=len(names) + 2, desc="export", unit="step") as progress:
+        return _export(args, config, names, folder, progress)
+
+
+def _export(args: argparse.Namespace, config, names: list[str], folder: Path, progress: tqdm) -> str:
+    max_batch_size = args.max_batch_size or config.max_candidates
+    if max_batch_size < config.max_candidates:
         raise ValueError(
-            f"--max-batch-size must be at least max_candidates ({preset.config.max_candidates}), "
+            f"--max-batch-size must be at least max_candidates ({config.max_candidates}), "
             f"got {max_batch_size}"
         )
     backend = BACKENDS[args.backend]
-    engines = build_engines(preset)  # raises ValueError if l* is out of range
-    inputs = example_inputs(preset, engines, EXAMPLE_BATCH)
-    progress.update()
-
     (folder / "onnx").mkdir()
-    exported = []
-    for name in all_engines():
-        progress.set_postfix_str(name)
-        exported.append(_export_graph(name, engines, inputs, folder, backend, max_batch_size, args))
-        progress.update()
+    exported, widths, chain = [], {}, None
+    # One group of components in memory at a time: the engines that share them (the DiT's two halves)
+    # are exported together, then the components are dropped before the next group is loaded.
+    for components, group in itertools.groupby(names, key=ENGINE_COMPONENTS.get):
+        progress.set_postfix_str(f"loading {', '.join(components)}")
+        preset = load_preset(args.preset, components=components)
+        preset.config = config
+        widths |= component_widths(preset)
+        check_component_sizes(widths)  # pairs loaded in different groups are checked once both are seen
+        if chain is None:
+            chain = ExampleChain(preset, EXAMPLE_BATCH)
+            tokenizers = {TEXT_TOKENIZER_DIR: preset.tokenizer, LLM_TOKENIZER_DIR: preset.llm_tokenizer}
+        for name in group:
+            progress.set_postfix_str(name)
+            engine = build_engine(preset, name)  # raises ValueError if l* is out of range
+            inputs = chain.inputs_for(name, engine, preset)
+            exported.append(_export_graph(name, engine, inputs, chain, folder, backend, max_batch_size, args))
+            chain.record(name, engine, inputs)
+            progress.update()
+        del preset, engine
+        gc.collect()
 
     progress.set_postfix_str("model repository")
-    with torch.no_grad():
-        images = engines[VAE_DECODER](**inputs[VAE_DECODER])["images"]
+    images = chain.state["images"]
     manifest = {
         "format_version": FORMAT_VERSION,
-        "preset": dataclasses.asdict(preset.config),
-        "latent_shape": list(preset.latent_shape),
+        "preset": dataclasses.asdict(config),
+        "latent_shape": list(chain.latent_shape),
         "image_shape": [images.shape[2], images.shape[3], images.shape[1]],
         "backend": backend.name,
         "precision": args.precision if backend.builds_plans else "fp32",
@@ -135,11 +156,11 @@ def _export(args: argparse.Namespace, folder: Path, progress: tqdm) -> str:
         manifest,
         backend,
         {graph.name: graph.served_file for graph in exported},
-        {TEXT_TOKENIZER_DIR: preset.tokenizer, LLM_TOKENIZER_DIR: preset.llm_tokenizer},
+        tokenizers,
         Scheduling(args.instances, args.orchestrator_instances, args.max_queue_delay_us),
     )
     progress.update()
-    summary = _summary(args, preset.config, exported)
+    summary = _summary(args, config, exported)
     (folder / "export_report.md").write_text(
         f"# Export report\n\n```\n{summary}\n```\n\n"
         + "\n\n".join(f"### {graph.name}\n```\n{graph.inspection}\n```" for graph in exported)
@@ -153,7 +174,7 @@ class ExportedGraph:
     """One exported engine: what goes into the repository, the manifest and the export report."""
 
     name: str
-    served_file: Path  # the ONNX graph, or the plan built from it
+    served_file: Path  # the ONNX graph (a file, or a folder with external data), or the plan built from it
     manifest_entry: dict  # inputs, outputs, file, sha256
     megabytes: float
     parity_errors: list[float]  # max abs error at each of PARITY_BATCHES
@@ -163,8 +184,9 @@ class ExportedGraph:
 
 def _export_graph(
     name: str,
-    engines: dict,
+    engine: Engine,
     inputs: dict,
+    chain: ExampleChain,
     folder: Path,
     backend: Backend,
     max_batch_size: int,
@@ -175,10 +197,9 @@ def _export_graph(
     args: the command line (opset, precision). Raises RuntimeError when the graph differs from PyTorch.
     """
     start = time.perf_counter()
-    path = folder / "onnx" / f"{name}.onnx"
-    export_onnx(name, engines[name], inputs[name], path, args.opset)
+    path = export_onnx(name, engine, inputs, folder / "onnx", args.opset)
     export_s = time.perf_counter() - start
-    parity = [check_parity(engines[name], inputs[name], path, batch) for batch in PARITY_BATCHES]
+    parity = [check_parity(engine, inputs, path, batch) for batch in PARITY_BATCHES]
     failed = [p for p in parity if not p.passed]
     if failed:
         raise RuntimeError(
@@ -190,31 +211,31 @@ def _export_graph(
     if backend.builds_plans:
         served_file = folder / "plans" / f"{name}.plan"
         served_file.parent.mkdir(exist_ok=True)
-        profile = optimization_profile(graph_inputs, max_batch_size, _token_bounds(name, engines, inputs))
-        build_plan(path, served_file, profile, args.precision)
+        profile = optimization_profile(graph_inputs, max_batch_size, _token_bounds(name, chain))
+        build_plan(onnx_model_file(path), served_file, profile, args.precision)
     entry = {
         "inputs": graph_inputs,
         "outputs": graph_outputs,
         "file": backend.graph_file,
-        "sha256": file_sha256(served_file),
+        "sha256": artifact_sha256(served_file),
     }
     return ExportedGraph(
         name,
         served_file,
         entry,
-        path.stat().st_size / 1e6,
+        artifact_bytes(path) / 1e6,
         [p.max_abs_error for p in parity],
         export_s,
         inspect_model(path),
     )
 
 
-def _token_bounds(name: str, engines: dict, inputs: dict) -> dict:
-    """TensorRT bounds of an LLM's visual-token axis: every token count of the modes it scores must fit
-    (opt: the first mode's, VHS for the shared `llm`)."""
+def _token_bounds(name: str, chain: ExampleChain) -> dict:
+    """TensorRT bounds of an LLM's visual-token axis: every token count of the served modes it scores
+    must fit (opt: the first mode's, VHS for the shared `llm`). The visual encoders run before it."""
     if name not in llm_engines():
         return {}
-    counts = visual_token_counts(engines, inputs, name)
+    counts = chain.visual_token_counts(name)
     return {"visual_tokens": {1: (min(counts), counts[0], max(counts))}}
 
 

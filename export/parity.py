@@ -19,6 +19,7 @@ from polygraphy.comparator import Comparator, IterationResult, RunResults, Simpl
 from polygraphy.logger import G_LOGGER
 
 from vhs.engines import Engine
+from vhs.serving.onnx_engine import onnx_model_file
 
 # Float32 graphs on CPU: differences come from operator fusion and summation order only.
 ATOL = 1e-4
@@ -42,7 +43,8 @@ def check_parity(engine: Engine, inputs: dict[str, torch.Tensor], path: Path, ba
         outputs = engine(**{name: torch.from_numpy(array) for name, array in feed.items()})
     # polygraphy compares C-contiguous arrays only (the VAE's output is channels-last in memory).
     expected = {name: np.ascontiguousarray(tensor.numpy()) for name, tensor in outputs.items()}
-    with OnnxrtRunner(SessionFromOnnx(str(path), providers=["CPUExecutionProvider"])) as runner:
+    session = SessionFromOnnx(str(onnx_model_file(path)), providers=["CPUExecutionProvider"])
+    with OnnxrtRunner(session) as runner:
         actual = {name: np.ascontiguousarray(array) for name, array in runner.infer(feed).items()}
     run_results = RunResults()
     run_results.append(("pytorch", [IterationResult(expected, runner_name="pytorch")]))
@@ -55,7 +57,12 @@ def check_parity(engine: Engine, inputs: dict[str, torch.Tensor], path: Path, ba
 
 def inspect_model(path: Path) -> str:
     """`polygraphy inspect model` of a graph (inputs, outputs, node count), for the export report."""
-    command = [str(Path(sys.executable).parent / "polygraphy"), "inspect", "model", str(path)]
+    command = [
+        str(Path(sys.executable).parent / "polygraphy"),
+        "inspect",
+        "model",
+        str(onnx_model_file(path)),
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     text = completed.stdout if completed.returncode == 0 else completed.stderr
     lines = text.splitlines()

@@ -8,6 +8,7 @@ What differs between engine backends is in `export/backends.py`.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,22 @@ def write_config(config: mc.ModelConfig, model_folder: Path) -> None:
     (model_folder / "config.pbtxt").write_text(text_format.MessageToString(config))
 
 
+def place_artifact(source: Path, target: Path) -> None:
+    """Put a graph/plan (file or directory form) into a version folder: hard links where the file
+    system allows (a 10 GB graph is not duplicated on disk), copies elsewhere."""
+    if source.is_dir():
+        shutil.copytree(source, target, copy_function=_link_or_copy)
+    else:
+        _link_or_copy(source, target)
+
+
+def _link_or_copy(source, target) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
 def write_repository(
     repository: Path,
     manifest: dict,
@@ -117,7 +134,7 @@ def write_repository(
         folder = repository / name
         write_config(engine_config(name, engine, backend, manifest["max_batch_size"], scheduling), folder)
         (folder / "1").mkdir(parents=True, exist_ok=True)
-        shutil.copy2(graph_files[name], folder / "1" / backend.graph_file)
+        place_artifact(graph_files[name], folder / "1" / backend.graph_file)
         if backend.model_py is not None:
             shutil.copy2(backend.model_py, folder / "1" / "model.py")
 

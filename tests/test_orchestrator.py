@@ -315,7 +315,9 @@ class MeanPoolEncoder(torch.nn.Module):
 
 def test_a_new_verifier_kind_is_one_table_entry_plus_its_module(tiny_pipeline, tiny_preset, monkeypatch):
     """A toy mode reading the DiT suffix's latents runs through the reference pipeline and the
-    orchestrator with nothing but its table entry and its engine."""
+    orchestrator with nothing but its table entry, its engine and a preset that serves it."""
+    import dataclasses
+
     from vhs.engine_names import DIT_SUFFIX, LLM
     from vhs.engines import Engine
     from vhs.modes import MODES, VerifierMode
@@ -327,6 +329,9 @@ def test_a_new_verifier_kind_is_one_table_entry_plus_its_module(tiny_pipeline, t
     monkeypatch.setitem(
         tiny_pipeline.engines, "toy_pool", Engine(encoder, ("denoised_latents",), ("visual_tokens",))
     )
+    serving_toy = dataclasses.replace(tiny_preset.config, modes=(*tiny_preset.config.modes, "toy"))
+    monkeypatch.setattr(tiny_pipeline, "config", serving_toy)
+    monkeypatch.setattr(tiny_preset, "config", serving_toy)
 
     reference = tiny_pipeline(PROMPT, 4, 5, "toy", return_candidates=True)
     assert reference.scores.shape == (4,) and reference.selected == int(np.argmax(reference.scores))

@@ -1,6 +1,10 @@
+import json
+import shutil
+
 import pytest
 
-from vhs.presets import PresetConfig, load_preset, load_preset_config
+from vhs.presets import PresetConfig, PresetConfigError, load_preset, load_preset_config, preset_folder
+from vhs.verifier import MLPConnector
 
 
 def test_unknown_preset_names_the_choices():
@@ -27,3 +31,74 @@ def test_tiny_random_keeps_sana_sprint_depth_and_split():
     preset = load_preset("tiny-random")
     assert len(preset.transformer.transformer_blocks) == 20
     assert preset.transformer.config.guidance_embeds
+
+
+def write_preset(folder, **changes):
+    """A copy of the tiny-random preset.json in `folder`, pointing at tiny-random's components."""
+    source = preset_folder("tiny-random")
+    settings = json.loads((source / "preset.json").read_text())
+    settings.update(generator_path=str(source), verifier_path=str(source / "verifier"))
+    settings.update(changes)
+    for key in [key for key, value in changes.items() if value is None]:
+        del settings[key]
+    (folder / "preset.json").write_text(json.dumps(settings))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"split_blok": 7}, r"unknown key 'split_blok' \(did you mean 'split_block'\?\)"),
+        ({"name": None}, "missing required key 'name'"),
+        ({"max_candidates": "8"}, "max_candidates has the wrong type"),
+        ({"guidance_scale": True}, "guidance_scale has the wrong type"),
+        ({"torch_dtype": "float64"}, "torch_dtype must be one of float32, float16, bfloat16"),
+        ({"verifier_path": "no/such/folder"}, "verifier_path 'no/such/folder' is not a folder"),
+        ({"modes": ["vhs", "best"]}, "modes must be a list of vhs, clip, latent, none"),
+        ({"complex_human_instruction": [1, 2]}, "complex_human_instruction must be true, false or a list"),
+    ],
+)
+def test_preset_json_is_read_strictly(tmp_path, changes, message):
+    with pytest.raises(PresetConfigError, match=message):
+        load_preset_config(write_preset(tmp_path, **changes))
+
+
+def test_hub_ids_need_the_hub_prefix(tmp_path):
+    from vhs.presets.folders import resolve_component_path
+
+    assert resolve_component_path(tmp_path, "hub:org/model", "generator_path") == "org/model"
+    with pytest.raises(PresetConfigError, match="generator_path 'org/model' is not a folder"):
+        resolve_component_path(tmp_path, "org/model", "generator_path")
+
+
+def test_a_generator_folder_without_a_component_is_refused(tmp_path):
+    generator = tmp_path / "generator"
+    for name in ("tokenizer", "text_encoder", "transformer", "scheduler"):
+        shutil.copytree(preset_folder("tiny-random") / name, generator / name)
+    with pytest.raises(
+        PresetConfigError, match=r"generator_path .* lacks vae/ \(a SanaSprintPipeline folder"
+    ):
+        load_preset(write_preset(tmp_path, generator_path=str(generator)))
+
+
+def test_a_verifier_of_the_wrong_width_is_refused_at_load(tmp_path):
+    verifier = tmp_path / "verifier"
+    shutil.copytree(preset_folder("tiny-random") / "verifier", verifier)
+    MLPConnector(24, 32).save_pretrained(verifier / "connector")
+    with pytest.raises(
+        PresetConfigError, match=r"verifier connector in_features is 24 but transformer width .* is 16"
+    ):
+        load_preset(write_preset(tmp_path, verifier_path=str(verifier)))
+
+
+def test_modes_listed_in_preset_json_need_their_verifier_folders(tmp_path):
+    verifier = tmp_path / "verifier"
+    shutil.copytree(preset_folder("tiny-random") / "verifier", verifier)
+    shutil.rmtree(verifier / "clip_vision")
+    assert load_preset_config(write_preset(tmp_path, verifier_path=str(verifier), modes=None)).modes == (
+        "vhs",
+        "latent",
+        "none",
+    )
+    with pytest.raises(PresetConfigError, match=r"lacks clip_vision/ \(the verifier of mode 'clip'"):
+        load_preset_config(write_preset(tmp_path, verifier_path=str(verifier), modes=["clip", "none"]))

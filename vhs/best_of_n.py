@@ -141,7 +141,7 @@ class BestOfN:
         return {
             "noise": candidate_noise(seed, candidates, self.latent_shape),
             "prompt_embeds": prompt_embeds[shared],
-            "prompt_attention_mask": tokens.attention_mask[shared],
+            "prompt_attention_mask": tokens.prompt_attention_mask[shared],
             "timestep": np.full((len(candidates),), self.max_timesteps, dtype=np.float32),
             "guidance": np.full((len(candidates),), self.guidance_scale, dtype=np.float32),
         }

@@ -91,17 +91,18 @@ class DiTPrefix(nn.Module):
 
     def forward(self, noise, prompt_embeds, prompt_attention_mask, timestep, guidance):
         batch_size, _, height, width = noise.shape
-        # SanaSprintPipeline: latents = noise * sigma_data, model input = latents / sigma_data * scale.
+        dtype = self.patch_embed.proj.weight.dtype
+        # SanaSprintPipeline: latents = noise * sigma_data, model input = latents / sigma_data * scale,
+        # computed in float32 and cast to the transformer's dtype; guidance in the text encoder's dtype.
         latents = noise * self.sigma_data
         scm_t = scm_timestep(timestep)
-        model_input = latents / self.sigma_data * _input_scale(scm_t.view(-1, 1, 1, 1))
+        model_input = (latents / self.sigma_data * _input_scale(scm_t.view(-1, 1, 1, 1))).to(dtype)
+        guidance = guidance.to(prompt_embeds.dtype) * self.guidance_embeds_scale
 
-        encoder_attention_bias = ((1 - prompt_attention_mask.to(model_input.dtype)) * -10000.0).unsqueeze(1)
+        encoder_attention_bias = ((1 - prompt_attention_mask.to(dtype)) * -10000.0).unsqueeze(1)
         hidden_states = self.patch_embed(model_input)
-        block_modulation, embedded_timestep = self.time_embed(
-            scm_t, guidance=guidance * self.guidance_embeds_scale, hidden_dtype=hidden_states.dtype
-        )
-        encoder_hidden_states = self.caption_projection(prompt_embeds)
+        block_modulation, embedded_timestep = self.time_embed(scm_t, guidance=guidance, hidden_dtype=dtype)
+        encoder_hidden_states = self.caption_projection(prompt_embeds.to(dtype))
         encoder_hidden_states = self.caption_norm(
             encoder_hidden_states.view(batch_size, -1, hidden_states.shape[-1])
         )

@@ -1,10 +1,43 @@
-"""`preset.json`: the serving-relevant settings of a preset. Import-light (no torch), for the Triton stub."""
+"""`preset.json`: the serving-relevant settings of a preset. Import-light (no torch), for the Triton stub.
+
+`preset.json` is read strictly (`parse_preset_json`): an unknown key, a missing required key or a
+value of the wrong type is an error naming the key, so a misspelt setting never falls back to a
+default silently.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import difflib
+from dataclasses import MISSING, dataclass, fields
+
+from .engine_names import CLIP_VISION, CONNECTOR, LATENT_CONNECTOR
+from .modes import MODES
 
 PRESET_FILE = "preset.json"
+TORCH_DTYPES = ("float32", "float16", "bfloat16")
+# yes_no_softmax: P(yes) from the softmax over the yes/no logits (the paper's score);
+# answer_token: the authors' released code's score (see vhs.verifier.AnswerTokenScorer).
+SCORE_RULES = ("yes_no_softmax", "answer_token")
+# The verifier-folder parts each visual encoder of the mode table is built from. A verifier also needs
+# its own LLM (the folder named as its LLM engine) and the shared `tokenizer/`; a mode whose parts are
+# absent is not served.
+VISUAL_ENCODER_FOLDERS = {
+    CONNECTOR: ("connector",),
+    CLIP_VISION: ("clip_vision", "clip_connector"),
+    LATENT_CONNECTOR: ("latent_connector",),
+}
+
+
+def verifier_folders(mode: str) -> tuple[str, ...]:
+    """The verifier-folder parts `mode` needs besides tokenizer/ (none without a verifier)."""
+    verifier = MODES[mode]
+    if not verifier.verifies:
+        return ()
+    return (*VISUAL_ENCODER_FOLDERS.get(verifier.visual_encoder, ()), verifier.llm)
+
+
+class PresetConfigError(ValueError):
+    """`preset.json` (or the folders it points at) is not what this code can serve; names the key."""
 
 
 @dataclass(frozen=True)
@@ -19,12 +52,99 @@ class PresetConfig:
     default_candidates: int
     max_candidates: int
     max_timesteps: float = 1.57080  # TrigFlow time of the single step (pi/2, SanaSprintPipeline's default)
-    generator_path: str = "."  # relative to the preset folder, or an absolute path
+    generator_path: str = "."  # relative to the preset folder, an absolute path, or "hub:<org>/<name>"
     verifier_path: str = "verifier"
+    # Every component is loaded in this dtype, as diffusers' `from_pretrained(torch_dtype=...)` does;
+    # float32 is what the ONNX export and the CPU engines need (a bf16 checkpoint is upcast exactly).
+    torch_dtype: str = "float32"
+    # Lines prepended to the prompt for the text encoder, as SanaSprintPipeline's argument of that
+    # name; empty: the raw prompt. `true` in preset.json means diffusers' default instruction.
+    complex_human_instruction: tuple[str, ...] = ()
+    # The modes served. Absent from preset.json: every mode whose verifier folders exist.
+    modes: tuple[str, ...] = tuple(MODES)
+    score_rule: str = "yes_no_softmax"
 
     def __post_init__(self):
+        # JSON gives lists; the config is frozen and compared, so keep tuples.
+        object.__setattr__(self, "complex_human_instruction", tuple(self.complex_human_instruction))
+        object.__setattr__(self, "modes", tuple(self.modes))
         if not 1 <= self.default_candidates <= self.max_candidates:
-            raise ValueError(
+            raise PresetConfigError(
                 f"default_candidates must be in [1, max_candidates={self.max_candidates}], "
                 f"got {self.default_candidates}"
             )
+        if self.torch_dtype not in TORCH_DTYPES:
+            raise PresetConfigError(
+                f"torch_dtype must be one of {', '.join(TORCH_DTYPES)}, got {self.torch_dtype!r}"
+            )
+        if self.score_rule not in SCORE_RULES:
+            raise PresetConfigError(
+                f"score_rule must be one of {', '.join(SCORE_RULES)}, got {self.score_rule!r}"
+            )
+        unknown = [mode for mode in self.modes if mode not in MODES]
+        if unknown or "none" not in self.modes:  # Best-of-1 needs no verifier: always served
+            raise PresetConfigError(
+                f"modes must be a list of {', '.join(MODES)} that includes 'none', got {list(self.modes)}"
+            )
+
+
+_TYPES = {
+    "name": str,
+    "split_block": int,
+    "guidance_scale": (int, float),
+    "text_max_length": int,
+    "question_max_length": int,
+    "default_candidates": int,
+    "max_candidates": int,
+    "max_timesteps": (int, float),
+    "generator_path": str,
+    "verifier_path": str,
+    "torch_dtype": str,
+    "complex_human_instruction": (bool, list),
+    "modes": list,
+    "score_rule": str,
+}
+
+
+def parse_preset_json(data: object, source: str, default_instruction: tuple[str, ...] = ()) -> PresetConfig:
+    """The parsed content of a `preset.json` -> PresetConfig; raises PresetConfigError naming the key.
+
+    `source` names the file in messages; `default_instruction` is what `"complex_human_instruction":
+    true` stands for (diffusers' default, passed in by the caller so this module stays torch-free).
+    """
+    if not isinstance(data, dict):
+        raise PresetConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    known = {field.name: field for field in fields(PresetConfig)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        hints = [
+            f"{key!r} (did you mean {close[0]!r}?)"
+            if (close := difflib.get_close_matches(key, known, 1))
+            else repr(key)
+            for key in unknown
+        ]
+        raise PresetConfigError(f"{source}: unknown key {', '.join(hints)}; the keys are {', '.join(known)}")
+    missing = [name for name, field in known.items() if field.default is MISSING and name not in data]
+    if missing:
+        raise PresetConfigError(f"{source}: missing required key {', '.join(map(repr, missing))}")
+    for key, value in data.items():
+        if (
+            isinstance(value, bool)
+            and key != "complex_human_instruction"
+            or not isinstance(value, _TYPES[key])
+        ):
+            raise PresetConfigError(f"{source}: {key} has the wrong type ({type(value).__name__}): {value!r}")
+    values = dict(data)
+    instruction = values.get("complex_human_instruction", ())
+    if instruction is True:
+        values["complex_human_instruction"] = default_instruction
+    elif instruction is False:
+        values["complex_human_instruction"] = ()
+    elif not all(isinstance(line, str) for line in instruction):
+        raise PresetConfigError(
+            f"{source}: complex_human_instruction must be true, false or a list of strings"
+        )
+    try:
+        return PresetConfig(**values)
+    except PresetConfigError as error:
+        raise PresetConfigError(f"{source}: {error}") from None

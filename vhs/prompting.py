@@ -6,6 +6,7 @@ reject the same prompts with the same messages.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,8 +31,9 @@ VERIFIER_QUESTION = (
 class PromptTokens:
     """Token ids of one prompt, each array with a leading batch dimension of 1."""
 
-    input_ids: np.ndarray  # (1, text_max_length) int64, right-padded
-    attention_mask: np.ndarray  # (1, text_max_length) int64
+    input_ids: np.ndarray  # (1, text_input_length) int64, right-padded
+    attention_mask: np.ndarray  # (1, text_input_length) int64, the text encoder's mask
+    prompt_attention_mask: np.ndarray  # (1, text_max_length) int64, the DiT's mask (see PromptTokenizer)
     question_ids: np.ndarray  # (1, question_max_length) int64, right-padded
     question_length: np.ndarray  # (1,) int64
 
@@ -42,6 +44,10 @@ class PromptTokenizer:
     The question is rendered with the LLM tokenizer's chat template and split at `<image>`: the part
     before is the same for every prompt (`question_prefix_ids`, baked into the LLM graph), the part
     after carries the prompt and is padded to `question_max_length`.
+
+    With a `complex_human_instruction` the text encoder reads `instruction + prompt` padded to
+    `text_input_length` (instruction tokens + text_max_length - 2) and the DiT sees the first and the
+    last text_max_length - 1 positions (`text_positions`), as SanaSprintPipeline.encode_prompt does.
     """
 
     def __init__(
@@ -50,11 +56,20 @@ class PromptTokenizer:
         llm_tokenizer: PreTrainedTokenizerBase,
         text_max_length: int,
         question_max_length: int,
+        complex_human_instruction: Sequence[str] = (),
     ):
         self.text_tokenizer = text_tokenizer
         self.llm_tokenizer = llm_tokenizer
         self.text_max_length = text_max_length
         self.question_max_length = question_max_length
+        self.instruction = "\n".join(complex_human_instruction)
+        self.text_input_length = text_max_length
+        if self.instruction:
+            self.text_input_length += len(text_tokenizer.encode(self.instruction)) - 2
+        self.text_positions = [
+            0,
+            *range(self.text_input_length - text_max_length + 1, self.text_input_length),
+        ]
         before, _ = self._question_parts("")
         self.question_prefix_ids = llm_tokenizer(before, add_special_tokens=False).input_ids
         self.yes_token_id = self._single_token_id("yes")
@@ -68,10 +83,14 @@ class PromptTokenizer:
             raise InvalidRequest(f"PROMPT is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}")
 
         # SanaSprintPipeline lower-cases and strips the prompt for the text encoder (clean_caption=False).
-        text_ids = self.text_tokenizer(prompt.lower().strip(), add_special_tokens=True).input_ids
-        if len(text_ids) > self.text_max_length:
+        text_ids = self.text_tokenizer(
+            self.instruction + prompt.lower().strip(), add_special_tokens=True
+        ).input_ids
+        if len(text_ids) > self.text_input_length:  # diffusers would truncate silently
+            with_instruction = " with the complex_human_instruction" if self.instruction else ""
             raise InvalidRequest(
-                f"PROMPT is {len(text_ids)} text-encoder tokens long; the limit is {self.text_max_length}"
+                f"PROMPT is {len(text_ids)} text-encoder tokens long{with_instruction}; the limit is "
+                f"{self.text_input_length}"
             )
         _, after = self._question_parts(prompt)
         question = self.llm_tokenizer(after, add_special_tokens=False).input_ids
@@ -80,9 +99,11 @@ class PromptTokenizer:
                 f"PROMPT makes a verifier question of {len(question)} tokens; the limit is "
                 f"{self.question_max_length}"
             )
+        attention_mask = _right_pad([1] * len(text_ids), self.text_input_length, 0)
         return PromptTokens(
-            input_ids=_right_pad(text_ids, self.text_max_length, self.text_tokenizer.pad_token_id),
-            attention_mask=_right_pad([1] * len(text_ids), self.text_max_length, 0),
+            input_ids=_right_pad(text_ids, self.text_input_length, self.text_tokenizer.pad_token_id),
+            attention_mask=attention_mask,
+            prompt_attention_mask=attention_mask[:, self.text_positions],
             question_ids=_right_pad(question, self.question_max_length, self.llm_tokenizer.pad_token_id),
             question_length=np.array([len(question)], dtype=np.int64),
         )

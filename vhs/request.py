@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .errors import InvalidRequest
 from .modes import DEFAULT_MODE, MODES
 from .noise import check_seed
-from .preset_config import PresetConfig
+from .preset_config import PresetConfig, verifier_folders
 from .prompting import PromptTokenizer, PromptTokens
 from .protocol import DEFAULT_SEED
 
@@ -41,6 +41,12 @@ def parse_request(
     mode = DEFAULT_MODE if mode is None else mode
     if mode not in MODES:
         raise InvalidRequest(f"MODE must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode not in config.modes:
+        parts = ", ".join(f"{part}/" for part in verifier_folders(mode))
+        raise InvalidRequest(
+            f"MODE {mode!r} is not served by preset {config.name!r}: its verifier ({parts}) is not in the "
+            f"preset's verifier folder; served modes: {', '.join(config.modes)}"
+        )
     num_candidates = config.default_candidates if num_candidates is None else num_candidates
     if (
         isinstance(num_candidates, bool)

@@ -41,6 +41,7 @@ class MLPConnector(ModelMixin, ConfigMixin):
         self.linear_2 = nn.Linear(out_features, out_features)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        features = features.to(self.linear_1.weight.dtype)
         if self.config.normalize_input:
             features = (features - self.input_mean) / torch.sqrt(self.input_var + 1e-6)
         return self.linear_2(self.act(self.linear_1(features)))
@@ -77,7 +78,7 @@ class ClipVisualEncoder(nn.Module):
             images = F.interpolate(
                 images, size=(self.image_size, self.image_size), mode="bilinear", antialias=False
             )
-        pixel_values = (images - self.pixel_mean) / self.pixel_std
+        pixel_values = ((images - self.pixel_mean) / self.pixel_std).to(self.clip_vision.dtype)
         hidden_states = self.clip_vision(pixel_values=pixel_values, output_hidden_states=True).hidden_states
         # LLaVA's choice: the penultimate layer, without the CLS token.
         return self.connector(hidden_states[-2][:, 1:])
@@ -109,14 +110,51 @@ class YesNoScorer(nn.Module):
         )
 
     def forward(self, visual_tokens, question_ids, question_length):
+        last_hidden = self.answer_hidden_state(visual_tokens, question_ids, question_length)
+        # Only the last position's yes/no logits matter: skip the rest of the vocabulary projection.
+        answer_weights = self.llm.get_output_embeddings().weight[self.answer_token_ids]
+        yes_no_logits = last_hidden @ answer_weights.T
+        return yes_no_logits, torch.softmax(yes_no_logits.float(), dim=-1)[:, 0]
+
+    def answer_hidden_state(self, visual_tokens, question_ids, question_length) -> torch.Tensor:
+        """(B, llm width): the LLM's last hidden state at each row's last real question token."""
         batch_size, num_visual_tokens, _ = visual_tokens.shape
         embed = self.llm.get_input_embeddings()
         prefix = embed(self.question_prefix_ids).unsqueeze(0).expand(batch_size, -1, -1)
         inputs_embeds = torch.cat([prefix, visual_tokens.to(prefix.dtype), embed(question_ids)], dim=1)
         hidden_states = self.llm.model(inputs_embeds=inputs_embeds).last_hidden_state
         last_position = self.question_prefix_ids.shape[0] + num_visual_tokens + question_length - 1
-        last_hidden = hidden_states[torch.arange(batch_size), last_position]
-        # Only the last position's yes/no logits matter: skip the rest of the vocabulary projection.
-        answer_weights = self.llm.get_output_embeddings().weight[self.answer_token_ids]
-        yes_no_logits = last_hidden @ answer_weights.T
-        return yes_no_logits, torch.softmax(yes_no_logits.float(), dim=-1)[:, 0]
+        return hidden_states[torch.arange(batch_size), last_position]
+
+
+class AnswerTokenScorer(YesNoScorer):
+    """The score of the authors' released code, for rankings that match theirs.
+
+    They let the LLM answer one token and score `p(yes)` if the answer's text contains "yes", else
+    `-p(no)`, both from the softmax over the whole vocabulary. The answer here is the most likely
+    token (their beam search over one token keeps it first); `yes_answer_ids` are the vocabulary
+    entries whose text contains "yes". Inputs and outputs as `YesNoScorer`, the second output being
+    this score (in [-1, 1]) instead of P(yes).
+    """
+
+    def __init__(
+        self,
+        llm: PreTrainedModel,
+        question_prefix_ids: list[int],
+        yes_token_id: int,
+        no_token_id: int,
+        yes_answer_ids: list[int],
+    ):
+        super().__init__(llm, question_prefix_ids, yes_token_id, no_token_id)
+        yes_answer = torch.zeros(llm.get_output_embeddings().weight.shape[0], dtype=torch.bool)
+        yes_answer[yes_answer_ids] = True
+        self.register_buffer("yes_answer", yes_answer, persistent=False)
+
+    def forward(self, visual_tokens, question_ids, question_length):
+        last_hidden = self.answer_hidden_state(visual_tokens, question_ids, question_length)
+        logits = self.llm.get_output_embeddings()(last_hidden)
+        probabilities = torch.softmax(logits.float(), dim=-1)
+        yes_probability, no_probability = probabilities[:, self.answer_token_ids].unbind(-1)
+        answered_yes = self.yes_answer[logits.argmax(dim=-1)]
+        score = torch.where(answered_yes, yes_probability, -no_probability)
+        return logits[:, self.answer_token_ids], score

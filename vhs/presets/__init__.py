@@ -3,8 +3,9 @@
 A preset folder holds `preset.json` (the `PresetConfig` below) and two component folders:
 
     <generator>/  tokenizer/ text_encoder/ transformer/ vae/ scheduler/   (a SANA-Sprint diffusers folder)
-    <verifier>/   tokenizer/ llm/ clip_llm/ latent_llm/ connector/ clip_vision/ clip_connector/
-                  latent_connector/
+    <verifier>/   tokenizer/ (shared by every verifier's LLM) and the parts of the modes it serves:
+                  connector/ + llm/ (vhs), clip_vision/ + clip_connector/ + clip_llm/ (clip),
+                  latent_connector/ + latent_llm/ (latent)
 
 Every component is loaded with its own class's `from_pretrained`, so a published checkpoint and the
 project's own weights go through exactly the same code. Presets differ only in data, never in code.
@@ -14,15 +15,34 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import torch
 from diffusers import AutoencoderDC, SanaTransformer2DModel, SCMScheduler
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, CLIPVisionModel
 
-from ..preset_config import PRESET_FILE, PresetConfig
+from ..preset_config import PRESET_FILE, PresetConfig, PresetConfigError, parse_preset_json, verifier_folders
 from ..prompting import PromptTokenizer
 from ..verifier import MLPConnector
+from .folders import (
+    check_component_sizes,
+    check_generator_folder,
+    component_widths,
+    diffusers_complex_human_instruction,
+    resolve_component_path,
+    served_modes,
+)
+
+__all__ = [
+    "Preset",
+    "PresetConfig",
+    "PresetConfigError",
+    "load_preset",
+    "load_preset_config",
+    "preset_folder",
+]
 
 BUILTIN_PRESETS = ("tiny-random", "shapes")
 # Folder name (also the Preset field) -> the class whose from_pretrained loads it.
@@ -45,32 +65,42 @@ VERIFIER_COMPONENTS = {
     "clip_connector": MLPConnector,
     "latent_connector": MLPConnector,
 }
+# The components with weights, which `load_preset(components=...)` chooses among.
+NETWORKS = ("text_encoder", "transformer", "vae", *VERIFIER_COMPONENTS)
 
 
 @dataclass
 class Preset:
-    """All components of a preset, loaded and in eval mode."""
+    """The components of a preset, loaded and in eval mode; None where not loaded (see `load_preset`)."""
 
     config: PresetConfig
     tokenizer: object
-    text_encoder: object
-    transformer: SanaTransformer2DModel
-    vae: AutoencoderDC
+    text_encoder: object | None
+    transformer: SanaTransformer2DModel | None
+    vae: AutoencoderDC | None
     scheduler: SCMScheduler
     llm_tokenizer: object
-    llm: object  # each verifier fine-tunes its own LLM, as in the paper: VHS's
-    clip_llm: object  # the CLIP baseline's
-    latent_llm: object  # the AE-latent baseline's
-    connector: MLPConnector
-    clip_vision: CLIPVisionModel
-    clip_connector: MLPConnector
-    latent_connector: MLPConnector
+    llm: object | None  # each verifier fine-tunes its own LLM, as in the paper: VHS's
+    clip_llm: object | None  # the CLIP baseline's
+    latent_llm: object | None  # the AE-latent baseline's
+    connector: MLPConnector | None
+    clip_vision: CLIPVisionModel | None
+    clip_connector: MLPConnector | None
+    latent_connector: MLPConnector | None
 
     @property
     def prompt_tokenizer(self) -> PromptTokenizer:
         return PromptTokenizer(
-            self.tokenizer, self.llm_tokenizer, self.config.text_max_length, self.config.question_max_length
+            self.tokenizer,
+            self.llm_tokenizer,
+            self.config.text_max_length,
+            self.config.question_max_length,
+            self.config.complex_human_instruction,
         )
+
+    def modules(self) -> list[torch.nn.Module]:
+        """Every loaded network (tokenizers and the scheduler excluded)."""
+        return [module for name in NETWORKS if (module := getattr(self, name)) is not None]
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -87,7 +117,8 @@ class Preset:
         verifier = folder / "verifier"
         self.llm_tokenizer.save_pretrained(verifier / "tokenizer")
         for name in VERIFIER_COMPONENTS:
-            getattr(self, name).save_pretrained(verifier / name)
+            if getattr(self, name) is not None:
+                getattr(self, name).save_pretrained(verifier / name)
         (folder / PRESET_FILE).write_text(json.dumps(asdict(config), indent=2) + "\n")
 
 
@@ -113,33 +144,52 @@ def preset_folder(name_or_path: str | os.PathLike) -> Path:
 
 
 def load_preset_config(name_or_path: str | os.PathLike) -> PresetConfig:
-    data = json.loads((preset_folder(name_or_path) / PRESET_FILE).read_text())
-    known = {f.name for f in fields(PresetConfig)}
-    return PresetConfig(**{key: value for key, value in data.items() if key in known})
+    """Read `preset.json` strictly and settle the served modes (see `vhs.presets.folders`).
+
+    Raises PresetConfigError naming the key or folder that is wrong.
+    """
+    folder = preset_folder(name_or_path)
+    path = folder / PRESET_FILE
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise PresetConfigError(f"{path}: not valid JSON: {error}") from None
+    config = parse_preset_json(data, str(path), diffusers_complex_human_instruction())
+    verifier = resolve_component_path(folder, config.verifier_path, "verifier_path")
+    return replace(config, modes=served_modes(verifier, config.modes if "modes" in data else None))
 
 
-def load_preset(name_or_path: str | os.PathLike) -> Preset:
-    """Load every component of a preset with its own `from_pretrained`; all modules in eval mode."""
+def load_preset(name_or_path: str | os.PathLike, components: Collection[str] | None = None) -> Preset:
+    """Load the components of a preset with their own `from_pretrained`, in the preset's `torch_dtype`
+    (as diffusers' `from_pretrained(torch_dtype=...)`); all modules in eval mode.
+
+    components: the networks to load (`text_encoder`, `transformer`, `vae`, `llm` and the verifier
+    parts); None loads all of them. The others are None, as are the verifier parts of modes the preset
+    does not serve; tokenizers and the scheduler are always loaded. Widths of loaded components that
+    do not fit together raise PresetConfigError naming both.
+    """
     folder = preset_folder(name_or_path)
     config = load_preset_config(folder)
-    generator = _resolve(folder, config.generator_path)
-    verifier = _resolve(folder, config.verifier_path)
+    generator = resolve_component_path(folder, config.generator_path, "generator_path")
+    verifier = resolve_component_path(folder, config.verifier_path, "verifier_path")
+    check_generator_folder(generator)
+    dtype = getattr(torch, config.torch_dtype)
+    served = {name for mode in config.modes for name in verifier_folders(mode)}
+    loadable = {"text_encoder", "transformer", "vae", *served}
+    wanted = loadable if components is None else loadable & set(components)
+
+    def load(cls, root: str, name: str):
+        if name not in NETWORKS:  # tokenizer, scheduler: no weights, always loaded
+            return cls.from_pretrained(root, subfolder=name)
+        return cls.from_pretrained(root, subfolder=name, dtype=dtype) if name in wanted else None
+
     preset = Preset(
         config=config,
         llm_tokenizer=AutoTokenizer.from_pretrained(verifier, subfolder="tokenizer"),
-        **{
-            name: cls.from_pretrained(generator, subfolder=name) for name, cls in GENERATOR_COMPONENTS.items()
-        },
-        **{name: cls.from_pretrained(verifier, subfolder=name) for name, cls in VERIFIER_COMPONENTS.items()},
+        **{name: load(cls, generator, name) for name, cls in GENERATOR_COMPONENTS.items()},
+        **{name: load(cls, verifier, name) for name, cls in VERIFIER_COMPONENTS.items()},
     )
-    for name in (*GENERATOR_COMPONENTS, *VERIFIER_COMPONENTS):
-        module = getattr(preset, name)
-        if hasattr(module, "eval"):  # tokenizers and the scheduler hold no weights
-            module.eval().requires_grad_(False)
+    check_component_sizes(component_widths(preset))
+    for module in preset.modules():
+        module.eval().requires_grad_(False)
     return preset
-
-
-def _resolve(folder: Path, path: str) -> str:
-    """A path relative to the preset folder if it exists there, else as given (absolute path or hub id)."""
-    local = folder / path
-    return str(local) if local.exists() else path

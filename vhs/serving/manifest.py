@@ -57,12 +57,28 @@ def load_manifest(path: str | Path) -> dict:
     return manifest
 
 
-def file_sha256(path: str | Path) -> str:
+def artifact_files(path: str | Path) -> list[Path]:
+    """The files of a graph/plan: the file itself, or every file under a directory-form graph, sorted."""
+    path = Path(path)
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+
+
+def artifact_sha256(path: str | Path) -> str:
+    """sha256 of a graph file; of a directory-form graph, of every file's relative name and bytes, so
+    external data is covered too (a file's hash is unchanged by this rule)."""
+    path = Path(path)
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+    for file in artifact_files(path):
+        if path.is_dir():
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda handle=handle: handle.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()
+
+
+def artifact_bytes(path: str | Path) -> int:
+    return sum(file.stat().st_size for file in artifact_files(path))
 
 
 def verify_engine_files(manifest: dict, repository: str | Path) -> None:
@@ -73,9 +89,9 @@ def verify_engine_files(manifest: dict, repository: str | Path) -> None:
     """
     for name, engine in manifest["engines"].items():
         path = Path(repository) / name / "1" / engine["file"]
-        if not path.is_file():
+        if not path.exists():
             raise ManifestError(f"engine '{name}': {path} is missing")
-        actual = file_sha256(path)
+        actual = artifact_sha256(path)
         if actual != engine["sha256"]:
             raise ManifestError(
                 f"engine '{name}': {path} has sha256 {actual[:16]}..., the manifest expects "

@@ -8,9 +8,19 @@ graph execution. Kept free of `triton_python_backend_utils` so it is unit-tested
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+
+ONNX_MODEL_FILE = "model.onnx"
+
+
+def onnx_model_file(path: str | Path) -> Path:
+    """The graph file of `path`: the file itself, or `path/model.onnx` for Triton's directory form
+    (a graph with external data: the folder holds `model.onnx` and its weight files)."""
+    path = Path(path)
+    return path / ONNX_MODEL_FILE if path.is_dir() else path
 
 
 class OnnxEngine:
@@ -20,7 +30,9 @@ class OnnxEngine:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_num_threads
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(onnx_model_file(model_path)), options, providers=["CPUExecutionProvider"]
+        )
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = list(output_names)
 

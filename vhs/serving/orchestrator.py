@@ -135,6 +135,7 @@ def load_orchestrator(model_dir: Path, pb_utils: Any) -> Orchestrator:
         AutoTokenizer.from_pretrained(model_dir / LLM_TOKENIZER_DIR),
         config.text_max_length,
         config.question_max_length,
+        config.complex_human_instruction,
     )
     return Orchestrator(
         pb_utils=pb_utils,
