@@ -65,11 +65,8 @@ class ExampleChain:
             self.latent_shape = preset.latent_shape
             best_of_n = BestOfN(self.latent_shape, self.config.max_timesteps, self.config.guidance_scale)
             prompt_embeds = self.state.pop("prompt_embeds")[:1]
-            self.state = _torch(
-                best_of_n.initial_state(
-                    0, self.rows and list(range(len(self.rows))), prompt_embeds, self.tokens
-                )
-            )
+            candidates = list(range(len(self.rows)))
+            self.state = _torch(best_of_n.initial_state(0, candidates, prompt_embeds, self.tokens))
         if name in llm_engines():
             encoder = next(
                 mode.visual_encoder

@@ -75,20 +75,22 @@ def test_a_generator_folder_without_a_component_is_refused(tmp_path):
     generator = tmp_path / "generator"
     for name in ("tokenizer", "text_encoder", "transformer", "scheduler"):
         shutil.copytree(preset_folder("tiny-random") / name, generator / name)
-    with pytest.raises(
-        PresetConfigError, match=r"generator_path .* lacks vae/ \(a SanaSprintPipeline folder"
-    ):
-        load_preset(write_preset(tmp_path, generator_path=str(generator)))
+    assert_refused_at_load(
+        tmp_path, r"generator_path .* lacks vae/ \(a SanaSprintPipeline folder", generator_path=str(generator)
+    )
 
 
 def test_a_verifier_of_the_wrong_width_is_refused_at_load(tmp_path):
     verifier = tmp_path / "verifier"
     shutil.copytree(preset_folder("tiny-random") / "verifier", verifier)
     MLPConnector(24, 32).save_pretrained(verifier / "connector")
-    with pytest.raises(
-        PresetConfigError, match=r"verifier connector in_features is 24 but transformer width .* is 16"
-    ):
-        load_preset(write_preset(tmp_path, verifier_path=str(verifier)))
+    message = r"verifier connector in_features is 24 but transformer width .* is 16"
+    assert_refused_at_load(tmp_path, message, verifier_path=str(verifier))
+
+
+def assert_refused_at_load(folder, message, **paths):
+    with pytest.raises(PresetConfigError, match=message):
+        load_preset(write_preset(folder, **paths))
 
 
 def test_modes_listed_in_preset_json_need_their_verifier_folders(tmp_path):
