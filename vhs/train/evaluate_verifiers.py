@@ -1,4 +1,5 @@
-"""Selection quality of trained verifiers on the evaluation split (553 prompts, entry i with seed i).
+"""Selection quality of trained verifiers on the evaluation split (553 prompts, entry i with seed i),
+or on the validation split for choices such as the layer.
 
 For every verifier folder (`connector/`, `llm/`, `metrics.json` as `vhs.train.verifier` writes them),
 its P(yes) on the first N candidates of each evaluation prompt: within-prompt AUROC, AUROC and
@@ -62,11 +63,13 @@ def verdict_rows(passed: np.ndarray, tags: list[str], num_candidates: int) -> di
     }
 
 
-def evaluate_verifiers(folders: list[Path], num_candidates: int = NUM_CANDIDATES) -> dict:
+def evaluate_verifiers(
+    folders: list[Path], num_candidates: int = NUM_CANDIDATES, split: str = "evaluation"
+) -> dict:
     """{"rows": {name: task scores}, "selection": {name: metrics}, "best_of_n_overall": {name: overall
     Best-of-N for N = 1..K}, "oracle_best_of_n_overall": [...]} on the evaluation split."""
     preset = load_preset(PRESET)
-    arrays, record = load_split("evaluation", ("passed", "prompt_index"))
+    arrays, record = load_split(split, ("passed", "prompt_index"))
     per_prompt = np.bincount(arrays["prompt_index"])[0]
     passed = arrays["passed"].reshape(-1, per_prompt)
     tags = [prompt["tag"] for prompt in record["prompts"]]
@@ -75,7 +78,7 @@ def evaluate_verifiers(folders: list[Path], num_candidates: int = NUM_CANDIDATES
     rows, selection, curves = verdict_rows(passed, tags, num_candidates), {}, {}
     for folder in folders:
         model, reads = load_trained_verifier(folder, preset)
-        features = load_split("evaluation", (reads,))[0][reads]
+        features = load_split(split, (reads,))[0][reads]
         with torch.no_grad():
             scores = score(model, features, *questions, arrays["prompt_index"])
         name = f"{folder.name} best_of_{num_candidates}"
@@ -125,9 +128,11 @@ def main() -> None:
     )
     parser.add_argument("folders", type=Path, nargs="+")
     parser.add_argument("--candidates", type=int, default=NUM_CANDIDATES)
+    parser.add_argument("--split", default="evaluation", choices=("validation", "evaluation"),
+                        help="validation: for choices; evaluation: the final table")  # fmt: skip
     parser.add_argument("--out", type=Path, help="also write the result as JSON")
     args = parser.parse_args()
-    result = evaluate_verifiers(args.folders, args.candidates)
+    result = evaluate_verifiers(args.folders, args.candidates, args.split)
     print(format_tables(result))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
