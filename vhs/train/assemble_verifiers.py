@@ -7,6 +7,7 @@ components of its mode: the folder names are the preset's (`vhs.presets.VERIFIER
 """
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -31,8 +32,18 @@ def assemble_verifiers(verifiers: Path, out: Path) -> list[str]:
                 raise FileNotFoundError(f"{source} is missing: run make train-verifier first")
             shutil.rmtree(out / target, ignore_errors=True)
             shutil.copytree(source, out / target)
+            _name_after(out / target / "config.json", source)
             written.append(target)
     return written
+
+
+def _name_after(config_path: Path, source: Path) -> None:
+    """Record where a shipped component was trained (diffusers writes the folder it was loaded from,
+    an absolute path of the training machine, into `_name_or_path`)."""
+    config = json.loads(config_path.read_text())
+    if "_name_or_path" in config:
+        config["_name_or_path"] = str(source)
+        config_path.write_text(json.dumps(config, indent=2) + "\n")
 
 
 def main() -> None:
