@@ -119,13 +119,15 @@ verifier-study: train-verifier
 	for loss in xe focal; do $(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads hidden_states_l7 \
 		--loss $$loss --out $(VERIFIERS)/vhs_l7_$$loss || exit 1; done
 
-# Selection quality of every trained verifier on the evaluation split (touched for this table only).
+# Selection quality of every trained verifier on the evaluation split (touched for the final table
+# only); SPLIT=validation gives the table the layer and the loss were chosen on.
+SPLIT ?= evaluation
 eval-verifiers: setup
 	$(TRAIN_ENV) $(PYTHON) -m vhs.train.evaluate_verifiers $(wildcard $(VERIFIERS)/vhs_l* $(VERIFIERS)/latent $(VERIFIERS)/clip) \
-		--out $(BUILD)/eval-verifiers/scores.json
+		--split $(SPLIT) --out $(BUILD)/eval-verifiers/$(SPLIT).json
 
 # The paper's matched-budget table through the served path (CLIP Best-of-2/4/6 request times as the
 # budgets), scores from make eval-verifiers; table, CSV and plot in out/budget.
 bench-budget: export
-	$(PYTHON) -m benchmarks.budget --model-repository $(REPO) --scores $(BUILD)/eval-verifiers/scores.json \
+	$(PYTHON) -m benchmarks.budget --model-repository $(REPO) --scores $(BUILD)/eval-verifiers/evaluation.json \
 		--output out/budget --build-dir $(BUILD)/triton
