@@ -8,7 +8,7 @@ EXPORT := $(BUILD)/$(PRESET)
 REPO   ?= $(EXPORT)/model_repository
 SOURCES := $(shell find vhs export model_repository -name '*.py' -o -name '*.json' -o -name '*.safetensors')
 
-.PHONY: setup test lint export serve demo perf bench-latency eval-shapes evaluator-robustness clean
+.PHONY: setup test lint export serve demo perf bench-latency bench-load eval-shapes evaluator-robustness clean
 
 setup: $(VENV)/.installed
 
@@ -47,7 +47,13 @@ bench-latency: export
 	$(PYTHON) -m benchmarks.latency --preset $(PRESET) --model-repository $(REPO) --output out/bench \
 		--build-dir $(BUILD)/triton
 
-# Serve the exported model repository on 127.0.0.1 (gRPC 8001, HTTP 8000, metrics 8002) until Ctrl-C.
+# Load and fault figures of the served path (docs/operations.md): steady load, kill -9 of engine stubs
+# under load, an overload burst, abandoned requests, hostile inputs, memory; loopback only, ~2 min.
+bench-load: export
+	$(PYTHON) -m benchmarks.load --model-repository $(REPO) --build-dir $(BUILD)/triton
+
+# Serve the exported model repository on 127.0.0.1 (gRPC 8001, HTTP 8000, metrics 8002) until Ctrl-C,
+# supervised (a dead model is reloaded); admin APIs need the key in $$VHS_ADMIN_KEY (docs/operations.md).
 serve: setup
 	@test -d $(REPO) || { echo "no model repository at $(REPO): run 'make export PRESET=$(PRESET)' first"; exit 1; }
 	$(VENV)/bin/vhs-serve --model-repository $(REPO) --build-dir $(BUILD)/triton

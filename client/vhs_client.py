@@ -6,7 +6,9 @@
 
 Tensor names and modes come from `vhs/protocol.py`, the contract the orchestrator implements.
 Optional inputs are sent only when given, so the server's preset supplies the defaults. Any error the
-server or the connection reports is raised as `VHSRequestError` carrying Triton's own message.
+server or the connection reports is raised as `VHSRequestError` carrying Triton's own message, after
+UNAVAILABLE (engine down, queue full, server restarting) has been retried per `retry`
+(client/retry.py; `RetryPolicy(attempts=1)` turns retrying off).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import tritonclient.http
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from vhs import protocol as P
+
+from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry, call_with_retry_async
 
 PROTOCOLS = ("grpc", "http")
 DEFAULT_URLS = {"grpc": "127.0.0.1:8001", "http": "127.0.0.1:8000"}
@@ -90,6 +94,7 @@ class VHSClient:
         protocol: str = "grpc",
         model_name: str = P.ORCHESTRATOR_MODEL,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ):
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
@@ -97,6 +102,7 @@ class VHSClient:
         self.protocol = protocol
         self.model_name = model_name
         self.timeout_s = timeout_s
+        self.retry = retry
         self._triton = tritonclient.grpc if protocol == "grpc" else tritonclient.http
         self._per_thread = threading.local()
         self._connections: list[Any] = []
@@ -139,8 +145,11 @@ class VHSClient:
         return self.generate_request(ImageRequest(prompt, num_candidates, seed, mode, return_candidates))
 
     def generate_request(self, request: ImageRequest) -> GenerationResult:
-        """`generate` for an ImageRequest."""
-        timeout = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
+        """`generate` for an ImageRequest, UNAVAILABLE retried per `self.retry`."""
+        return call_with_retry(lambda: self._generate_once(request), self.retry)
+
+    def _generate_once(self, request: ImageRequest) -> GenerationResult:
+        grpc_deadline = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
         started = time.perf_counter()
         try:
             response = self._connection().infer(
@@ -148,7 +157,8 @@ class VHSClient:
                 build_inputs(self._triton, request),
                 outputs=requested_outputs(self._triton, request.return_candidates),
                 parameters=request_parameters(request),
-                **timeout,
+                timeout=server_timeout_us(self.timeout_s),
+                **grpc_deadline,
             )
         except InferenceServerException as error:
             raise VHSRequestError(error.message(), error.status()) from None
@@ -191,10 +201,12 @@ class AsyncVHSClient:
         url: str = DEFAULT_URLS["grpc"],
         model_name: str = P.ORCHESTRATOR_MODEL,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ):
         self.url = url
         self.model_name = model_name
         self.timeout_s = timeout_s
+        self.retry = retry
         self._connection = tritonclient.grpc.aio.InferenceServerClient(url)
 
     async def generate(
@@ -211,7 +223,10 @@ class AsyncVHSClient:
         )
 
     async def generate_request(self, request: ImageRequest) -> GenerationResult:
-        """`generate` for an ImageRequest."""
+        """`generate` for an ImageRequest, UNAVAILABLE retried per `self.retry`."""
+        return await call_with_retry_async(lambda: self._generate_once(request), self.retry)
+
+    async def _generate_once(self, request: ImageRequest) -> GenerationResult:
         started = time.perf_counter()
         try:
             response = await self._connection.infer(
@@ -219,6 +234,7 @@ class AsyncVHSClient:
                 build_inputs(tritonclient.grpc, request),
                 outputs=requested_outputs(tritonclient.grpc, request.return_candidates),
                 parameters=request_parameters(request),
+                timeout=server_timeout_us(self.timeout_s),
                 client_timeout=self.timeout_s,
             )
         except InferenceServerException as error:
@@ -265,6 +281,12 @@ def build_inputs(triton: ModuleType, request: ImageRequest) -> list[Any]:
         tensor.set_data_from_numpy(value)
         inputs.append(tensor)
     return inputs
+
+
+def server_timeout_us(timeout_s: float) -> int:
+    """The request's deadline as Triton reads it (microseconds): the orchestrator stops the request
+    between stages once it has passed, and a queue drops it after that long."""
+    return int(timeout_s * 1e6)
 
 
 def requested_outputs(triton: ModuleType, return_candidates: bool) -> list[Any]:

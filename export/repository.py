@@ -23,6 +23,17 @@ from .backends import Backend
 
 ORCHESTRATOR_MODEL_PY = Path(__file__).resolve().parent.parent / "model_repository" / "vhs" / "1" / "model.py"
 
+# Queue policy (docs/operations.md). The vhs model's queue is the service's back-pressure: with
+# ORCHESTRATOR_MAX_QUEUE requests waiting, the next one is refused at once with UNAVAILABLE
+# instead of waiting without bound. 16 is about half a second of work at the saturated rate that
+# `make perf` and `make bench-load` measure for N = 4 on the 2-core development machine (~35
+# requests/s); a request that waited ORCHESTRATOR_QUEUE_TIMEOUT_US (or the client's own `timeout`,
+# which overrides it) is dropped from the queue. An engine has at most one BLS request in flight
+# per orchestrator instance, so its bound only catches direct callers.
+ORCHESTRATOR_MAX_QUEUE = 16
+ORCHESTRATOR_QUEUE_TIMEOUT_US = 5_000_000
+ENGINE_QUEUE_PER_ORCHESTRATOR = 4
+
 TRITON_DTYPES = {
     "float32": "TYPE_FP32",
     "float16": "TYPE_FP16",
@@ -66,6 +77,9 @@ def engine_config(
         _tensor(mc.ModelOutput, t["name"], t["dtype"], t["shape"][1:]) for t in engine["outputs"]
     )
     config.dynamic_batching.max_queue_delay_microseconds = scheduling.max_queue_delay_us
+    config.dynamic_batching.default_queue_policy.max_queue_size = (
+        ENGINE_QUEUE_PER_ORCHESTRATOR * scheduling.orchestrator_instances
+    )
     config.instance_group.append(
         mc.ModelInstanceGroup(count=scheduling.engine_instances, kind=backend.instance_kind)
     )
@@ -93,6 +107,13 @@ def orchestrator_config(image_shape: list[int], instances: int) -> mc.ModelConfi
             _tensor(mc.ModelOutput, P.CANDIDATE_IMAGES, "uint8", [-1, height, width, channels]),
         ]
     )
+    # One prompt per request (max_batch_size 0): the dynamic batcher is there for its queue policy,
+    # which also drops requests the client cancelled while they waited.
+    policy = config.dynamic_batching.default_queue_policy
+    policy.max_queue_size = ORCHESTRATOR_MAX_QUEUE
+    policy.timeout_action = mc.ModelQueuePolicy.REJECT
+    policy.default_timeout_microseconds = ORCHESTRATOR_QUEUE_TIMEOUT_US
+    policy.allow_timeout_override = True
     # Several instances let concurrent requests reach the engines together, where the dynamic
     # batcher merges their candidates.
     config.instance_group.append(mc.ModelInstanceGroup(count=instances, kind=mc.ModelInstanceGroup.KIND_CPU))

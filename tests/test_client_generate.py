@@ -17,6 +17,7 @@ from PIL import Image
 
 from client.cli import main as cli_main
 from client.contact_sheet import CAPTION_PIXELS, FRAME_PIXELS, GAP_PIXELS, MIN_TILE_PIXELS
+from client.retry import RetryPolicy
 from client.vhs_client import AsyncVHSClient, ImageRequest, VHSClient, VHSRequestError
 from vhs import protocol as P
 from vhs.serving.server import TritonServer
@@ -183,8 +184,10 @@ def test_async_client_generates_concurrently(server):
 
 
 def test_unreachable_server_is_a_request_error():
-    with VHSClient("127.0.0.1:1", timeout_s=5) as client, pytest.raises(VHSRequestError):
-        client.generate("a red circle")
+    quick_retry = RetryPolicy(attempts=2, first_delay_s=0.01, max_delay_s=0.01)
+    with VHSClient("127.0.0.1:1", timeout_s=5, retry=quick_retry) as client:
+        with pytest.raises(VHSRequestError, match="UNAVAILABLE"):
+            client.generate("a red circle")
 
 
 def test_cli_writes_the_selected_image_and_prints_scores(server, tmp_path, capsys):

@@ -4,6 +4,7 @@ requests run the PyTorch engines in-process."""
 import asyncio
 import json
 import re
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 from vhs import protocol as P
 from vhs.best_of_n import BestOfN
 from vhs.errors import EngineError
+from vhs.serving.engine_guard import ENGINE_TOKEN_ENV, ENGINE_TOKEN_PARAMETER
 from vhs.serving.orchestrator import BLSEngineRunner, Orchestrator, error_response
 
 PROMPT = "a photo of a red circle"
@@ -36,7 +38,7 @@ class FakeTensor:
 
 
 class FakeError:
-    INVALID_ARG, INTERNAL, UNAVAILABLE = "INVALID_ARG", "INTERNAL", "UNAVAILABLE"
+    INVALID_ARG, INTERNAL, UNAVAILABLE, CANCELLED = "INVALID_ARG", "INTERNAL", "UNAVAILABLE", "CANCELLED"
 
     def __init__(self, message, code=INTERNAL):
         self._message, self._code = message, code
@@ -60,11 +62,18 @@ class FakeResponse:
 
 
 class FakeRequest:
-    def __init__(self, tensors, parameters=None):
-        self.tensors, self._parameters = tensors, json.dumps(parameters or {})
+    def __init__(self, tensors, parameters=None, timeout_us=0):
+        self.tensors, self._parameters, self._timeout_us = tensors, json.dumps(parameters or {}), timeout_us
+        self.cancelled = False
 
     def parameters(self):
         return self._parameters
+
+    def is_cancelled(self):
+        return self.cancelled
+
+    def timeout(self):
+        return self._timeout_us
 
 
 def reshape_for_graph(tensor):
@@ -85,6 +94,8 @@ def make_pb_utils(engines, calls):
             return FakeResponse(error=FakeError("graph exploded"))
         if request.model_name == "unloaded":
             return FakeResponse(error=FakeError("model is not ready", FakeError.UNAVAILABLE))
+        if request.model_name == "dead":  # how Triton 2.51 reports a killed stub: INTERNAL, in words
+            return FakeResponse(error=FakeError("Stub process 'dead_0_0' is not healthy."))
         inputs = {t.name(): torch.from_numpy(reshape_for_graph(t)) for t in request.inputs}
         with torch.no_grad():
             outputs = engines[request.model_name](**inputs)
@@ -92,9 +103,12 @@ def make_pb_utils(engines, calls):
             [FakeTensor(name, outputs[name].numpy()) for name in request.requested_output_names]
         )
 
-    def inference_request(model_name, requested_output_names, inputs):
+    def inference_request(model_name, requested_output_names, inputs, parameters):
         request = SimpleNamespace(
-            model_name=model_name, requested_output_names=requested_output_names, inputs=inputs
+            model_name=model_name,
+            requested_output_names=requested_output_names,
+            inputs=inputs,
+            parameters=parameters,
         )
         request.exec = lambda: exec_engine(request)
 
@@ -290,7 +304,11 @@ def test_a_value_error_inside_an_engine_is_internal_not_invalid_arg(served, monk
 
 @pytest.mark.parametrize(
     ("engine", "code", "message"),
-    [("broken", "INTERNAL", "'broken' failed: graph exploded"), ("unloaded", "UNAVAILABLE", "not ready")],
+    [
+        ("broken", "INTERNAL", "'broken' failed: graph exploded"),
+        ("unloaded", "UNAVAILABLE", "'unloaded' is unavailable: model is not ready"),
+        ("dead", "UNAVAILABLE", "'dead' is unavailable: Stub process 'dead_0_0' is not healthy"),
+    ],
 )
 def test_engine_failure_names_the_engine(served, engine, code, message):
     runner = BLSEngineRunner(
@@ -299,6 +317,43 @@ def test_engine_failure_names_the_engine(served, engine, code, message):
     with pytest.raises(EngineError, match=message) as caught:
         runner(engine, x=np.zeros((1, 2)))
     assert error_response(caught.value, served.pb_utils).error().code() == code
+
+
+def test_bls_requests_carry_the_engine_token(served, monkeypatch):
+    monkeypatch.setenv(ENGINE_TOKEN_ENV, "server-secret")
+    runner = BLSEngineRunner(
+        served.pb_utils, {"broken": {"inputs": [describe("x")], "outputs": [describe("y")]}}
+    )
+    assert runner._request("broken", {"x": np.zeros((1, 2))}).parameters == {
+        ENGINE_TOKEN_PARAMETER: "server-secret"
+    }
+
+
+@pytest.mark.parametrize("abandon", ["cancel", "deadline"])
+def test_abandoned_request_stops_before_the_next_stage(served, abandon):
+    request = FakeRequest(request_tensors(n=4), timeout_us=500_000 if abandon == "deadline" else 0)
+    bls = served.orchestrator.engines
+
+    def engine_then_abandon(engine, **inputs):
+        outputs = bls(engine, **inputs)
+        if engine == "dit_prefix":
+            request.cancelled = abandon == "cancel"
+            if abandon == "deadline":
+                time.sleep(0.6)  # past the 0.5 s deadline
+        return outputs
+
+    served.orchestrator.engines = engine_then_abandon
+    response = served.orchestrator.execute([request])[0]
+    assert response.error().code() == "CANCELLED"
+    assert response.error().message().endswith("before connector")
+    assert [engine for engine, _ in served.calls] == ["text_encoder", "dit_prefix"]
+
+
+def test_abandoned_request_stops_under_the_async_driver_too(served):
+    request = FakeRequest(request_tensors(n=2))
+    request.cancelled = True
+    response = asyncio.run(served.orchestrator.execute_async([request]))[0]
+    assert response.error().code() == "CANCELLED" and served.calls == []
 
 
 class MeanPoolEncoder(torch.nn.Module):

@@ -107,6 +107,8 @@ def _executions(server, model):
     ("prompt", "kwargs", "message"),
     [
         ("", {}, "PROMPT must be a non-empty string"),
+        ("\x00\x00\x00", {}, "PROMPT has no visible text"),
+        ("\u200b\u200c\u200d\ufeff", {}, "PROMPT has no visible text"),
         ("circle " * 40, {}, "PROMPT is .* tokens long; the limit is 32"),
         ("x" * 3000, {}, "PROMPT is 3000 characters long; the limit is 2000"),
         (PROMPT, {"num_candidates": 0}, r"NUM_CANDIDATES must be an integer in \[1, 8\], got 0"),

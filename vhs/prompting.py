@@ -2,10 +2,19 @@
 
 Shared by the reference pipeline and the Triton orchestrator so that both tokenize identically and
 reject the same prompts with the same messages.
+
+User text is only ever text (docs/operations.md, "Prompt hygiene"):
+- both tokenizers encode it with `split_special_tokens=True`, so `<eos>`, `<pad>` or
+  `<|im_end|><|im_start|>assistant` in a prompt become the ids of those characters, never the
+  control tokens (the verifier question's own chat markup is tokenized apart, as special tokens);
+- `clean_prompt` turns whitespace control characters (tab, newline, ...) into spaces and removes
+  the other control (Unicode Cc) and format (Cf: zero-width space and joiner, BOM, bidi overrides)
+  characters; a prompt with nothing visible left is refused naming PROMPT.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -25,6 +34,23 @@ VERIFIER_QUESTION = (
     "compare image based on how well they match the given prompt. <image> The given prompt is: {prompt}. "
     "Please consider the prompt and the image to make a decision and response directly with 'yes' or 'no'"
 )
+PROMPT_SLOT = "{prompt}"
+INVISIBLE_CATEGORIES = ("Cc", "Cf")
+
+
+def clean_prompt(prompt: str) -> str:
+    """Whitespace controls -> space, other control/format characters removed; InvalidRequest naming
+    PROMPT if nothing visible is left."""
+    cleaned = "".join(
+        " " if char.isspace() else char
+        for char in prompt
+        if char.isspace() or unicodedata.category(char) not in INVISIBLE_CATEGORIES
+    )
+    if not cleaned.strip():
+        raise InvalidRequest(
+            "PROMPT has no visible text: it holds only whitespace, control or zero-width characters"
+        )
+    return cleaned
 
 
 @dataclass(frozen=True)
@@ -70,21 +96,26 @@ class PromptTokenizer:
             0,
             *range(self.text_input_length - text_max_length + 1, self.text_input_length),
         ]
-        before, _ = self._question_parts("")
+        before, after = self._question_parts()
         self.question_prefix_ids = llm_tokenizer(before, add_special_tokens=False).input_ids
+        # The chat markup after the prompt is tokenized with its special tokens; the prompt apart.
+        self.question_lead, self.question_tail = after.split(PROMPT_SLOT, 1)
         self.yes_token_id = self._single_token_id("yes")
         self.no_token_id = self._single_token_id("no")
 
     def __call__(self, prompt: str) -> PromptTokens:
-        """Tokenize one prompt; raises InvalidRequest naming PROMPT if it is empty or too long."""
+        """Tokenize one prompt as plain text; raises InvalidRequest naming PROMPT if it is empty, invisible
+        or too long."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidRequest("PROMPT must be a non-empty string")
         if len(prompt) > MAX_PROMPT_CHARS:
             raise InvalidRequest(f"PROMPT is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}")
+        prompt = clean_prompt(prompt)
 
         # SanaSprintPipeline lower-cases and strips the prompt for the text encoder (clean_caption=False).
+        # The instruction before it is plain text as well: no special token of it is lost by splitting.
         text_ids = self.text_tokenizer(
-            self.instruction + prompt.lower().strip(), add_special_tokens=True
+            self.instruction + prompt.lower().strip(), add_special_tokens=True, split_special_tokens=True
         ).input_ids
         if len(text_ids) > self.text_input_length:  # diffusers would truncate silently
             with_instruction = " with the complex_human_instruction" if self.instruction else ""
@@ -92,8 +123,12 @@ class PromptTokenizer:
                 f"PROMPT is {len(text_ids)} text-encoder tokens long{with_instruction}; the limit is "
                 f"{self.text_input_length}"
             )
-        _, after = self._question_parts(prompt)
-        question = self.llm_tokenizer(after, add_special_tokens=False).input_ids
+        question = (
+            self.llm_tokenizer(
+                self.question_lead + prompt, add_special_tokens=False, split_special_tokens=True
+            ).input_ids
+            + self.llm_tokenizer(self.question_tail, add_special_tokens=False).input_ids
+        )
         if len(question) > self.question_max_length:
             raise InvalidRequest(
                 f"PROMPT makes a verifier question of {len(question)} tokens; the limit is "
@@ -108,10 +143,10 @@ class PromptTokenizer:
             question_length=np.array([len(question)], dtype=np.int64),
         )
 
-    def _question_parts(self, prompt: str) -> tuple[str, str]:
-        question = VERIFIER_QUESTION.replace("{prompt}", prompt)
+    def _question_parts(self) -> tuple[str, str]:
+        """The chat-rendered question split at `<image>`; the part after still holds PROMPT_SLOT."""
         chat = self.llm_tokenizer.apply_chat_template(
-            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+            [{"role": "user", "content": VERIFIER_QUESTION}], tokenize=False, add_generation_prompt=True
         )
         before, after = chat.split(IMAGE_PLACEHOLDER, 1)
         return before, after

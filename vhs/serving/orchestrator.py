@@ -23,6 +23,9 @@ from ..preset_config import PresetConfig
 from ..prompting import PromptTokenizer
 from ..request import GenerationRequest, parse_request
 from .manifest import LLM_TOKENIZER_DIR, MANIFEST_FILE, TEXT_TOKENIZER_DIR, load_manifest, verify_engine_files
+from .cancellation import RequestCancelled, RequestWatch, stop_when_abandoned
+from .engine_guard import bls_parameters
+from .health import engine_unavailable
 
 
 @dataclass
@@ -65,9 +68,10 @@ class Orchestrator:
         return list(await asyncio.gather(*(respond(request) for request in requests)))
 
     def steps(self, request: Any) -> Steps:
-        """The engine calls of one Triton request (validated first: raises InvalidRequest)."""
+        """The engine calls of one Triton request (validated first: raises InvalidRequest); raises
+        RequestCancelled before a call once the client has given up (vhs/serving/cancellation.py)."""
         generation, return_candidates = self.read_request(request)
-        return self.best_of_n.steps(generation, return_candidates)
+        return stop_when_abandoned(self.best_of_n.steps(generation, return_candidates), RequestWatch(request))
 
     def read_request(self, request: Any) -> tuple[GenerationRequest, bool]:
         """Triton request -> validated GenerationRequest and whether candidate images were asked for.
@@ -148,7 +152,8 @@ def load_orchestrator(model_dir: Path, pb_utils: Any) -> Orchestrator:
 
 
 def error_response(error: Exception, pb_utils: Any) -> Any:
-    """InvalidRequest -> INVALID_ARG; an unavailable engine -> UNAVAILABLE; anything else -> INTERNAL.
+    """InvalidRequest -> INVALID_ARG; an unavailable engine -> UNAVAILABLE; an abandoned request ->
+    CANCELLED; anything else -> INTERNAL.
 
     The message is kept: it names the field, or the engine and its own error.
     """
@@ -157,6 +162,8 @@ def error_response(error: Exception, pb_utils: Any) -> Any:
         code = codes.INVALID_ARG
     elif isinstance(error, EngineError) and error.unavailable:
         code = codes.UNAVAILABLE
+    elif isinstance(error, RequestCancelled):
+        code = codes.CANCELLED
     else:
         code = codes.INTERNAL
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), code))
@@ -176,6 +183,7 @@ class BLSEngineRunner:
     def __init__(self, pb_utils: Any, engines: dict):
         self.pb_utils = pb_utils
         self.engines = engines
+        self.parameters = bls_parameters()  # the engine token (vhs/serving/engine_guard.py)
 
     def __call__(self, engine: str, **inputs) -> dict[str, Any]:
         return self._outputs(engine, self._request(engine, inputs).exec())
@@ -191,14 +199,19 @@ class BLSEngineRunner:
         ]
         output_names = [item["name"] for item in spec["outputs"]]
         return self.pb_utils.InferenceRequest(
-            model_name=engine, requested_output_names=output_names, inputs=tensors
+            model_name=engine, requested_output_names=output_names, inputs=tensors, parameters=self.parameters
         )
 
     def _outputs(self, engine: str, response: Any) -> dict[str, Any]:
         if response.has_error():
             error = response.error()
-            unavailable = _error_code(error) == getattr(self.pb_utils.TritonError, "UNAVAILABLE", None)
-            raise EngineError(f"engine model '{engine}' failed: {error.message()}", unavailable)
+            # Triton says "down" in words more often than with the UNAVAILABLE code (a dead stub,
+            # an unloaded model): vhs/serving/health.py lists them.
+            unavailable = _error_code(error) == getattr(
+                self.pb_utils.TritonError, "UNAVAILABLE", None
+            ) or engine_unavailable(error.message())
+            state = "is unavailable" if unavailable else "failed"
+            raise EngineError(f"engine model '{engine}' {state}: {error.message()}", unavailable)
         outputs = {}
         for output in self.engines[engine]["outputs"]:
             tensor = self.pb_utils.get_output_tensor_by_name(response, output["name"])

@@ -10,6 +10,11 @@ Where the server comes from:
 
 docs/triton-on-cpu.md says why each flag and environment variable is there.
 
+Locked down by default (docs/operations.md): the model-repository, shared-memory, logging and
+trace APIs answer only requests carrying the `vhs-admin-key` header with the operator's key; the
+repository's models are all loaded at start in explicit mode (so a failed model can be reloaded);
+engine models serve only the orchestrator (vhs/serving/engine_guard.py).
+
     with TritonServer("build/tiny-random/model_repository") as server:
         client = tritonclient.grpc.InferenceServerClient(server.grpc_url)
 """
@@ -20,18 +25,22 @@ import argparse
 import filecmp
 import importlib.util
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from .engine_guard import ENGINE_TOKEN_ENV
 
 DEFAULT_BUILD_DIR = Path("build/triton")
 SYSTEM_BACKENDS_DIR = Path("/opt/tritonserver/backends")
@@ -43,6 +52,12 @@ MAX_ERROR_LINES = 10
 # Logged at every start on a machine without a GPU; says nothing about the failure being reported.
 HARMLESS_ERROR_TEXT = "CudaDriverHelper has not been initialized"
 MODEL_CONTROL_MODES = ("none", "explicit", "poll")
+# APIs that need the operator's key: with them a client could load its own code as a model, read or
+# write server memory, or flood the log. Inference, health, metadata and statistics stay open.
+RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
+ADMIN_KEY_HEADER = "vhs-admin-key"
+ADMIN_KEY_ENV = "VHS_ADMIN_KEY"
+GRPC_HEADER_PREFIX = "triton-grpc-protocol-"
 
 
 class TritonServerError(RuntimeError):
@@ -159,7 +174,9 @@ class TritonServer:
     """A tritonserver process serving `model_repository`; a context manager that starts and stops it.
 
     Ports given as 0 are picked free automatically. The server's stdout and stderr go to
-    `log_path` (default `<build_dir>/logs/tritonserver-<grpc_port>.log`).
+    `log_path` (default `<build_dir>/logs/tritonserver-<grpc_port>.log`). `admin_key` unlocks the
+    RESTRICTED_APIS (sent as the `vhs-admin-key` header); None makes a random one that only this
+    object knows. In explicit model-control mode every model of the repository is loaded at start.
     """
 
     def __init__(
@@ -173,9 +190,10 @@ class TritonServer:
         metrics_port: int = 0,
         log_verbose: int = 0,
         ready_timeout_s: float = 120.0,
-        model_control_mode: str = "none",
+        model_control_mode: str = "explicit",
         extra_args: Sequence[str] = (),
         log_path: str | Path | None = None,
+        admin_key: str | None = None,
     ):
         if model_control_mode not in MODEL_CONTROL_MODES:
             raise ValueError(
@@ -204,6 +222,7 @@ class TritonServer:
         self.log_path = (
             Path(log_path) if log_path else self.build_dir / "logs" / f"tritonserver-{self.grpc_port}.log"
         )
+        self.admin_key = admin_key or secrets.token_urlsafe(24)
         self.process: subprocess.Popen | None = None
         self.startup_s: float | None = None
 
@@ -226,6 +245,16 @@ class TritonServer:
     def pid(self) -> int | None:
         return None if self.process is None else self.process.pid
 
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """HTTP headers that unlock the RESTRICTED_APIS."""
+        return {ADMIN_KEY_HEADER: self.admin_key}
+
+    @property
+    def grpc_admin_headers(self) -> dict[str, str]:
+        """gRPC metadata that unlocks the RESTRICTED_APIS (Triton prefixes the header name)."""
+        return {GRPC_HEADER_PREFIX + ADMIN_KEY_HEADER: self.admin_key}
+
     def command(self, install: TritonInstall) -> list[str]:
         """The tritonserver command line for `install`."""
         args = [
@@ -242,7 +271,11 @@ class TritonServer:
             f"--backend-config=python,shm-default-byte-size={PYTHON_SHM_DEFAULT_BYTES}",
             f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
             f"--log-verbose={self.log_verbose}",
+            f"--http-restricted-api={','.join(RESTRICTED_APIS)}:{ADMIN_KEY_HEADER}={self.admin_key}",
+            f"--grpc-restricted-protocol={','.join(RESTRICTED_APIS)}:{ADMIN_KEY_HEADER}={self.admin_key}",
         ]
+        if self.model_control_mode == "explicit":
+            args.append("--load-model=*")
         if install.cache_dir.is_dir():
             args.append(f"--cache-directory={install.cache_dir}")
         if not _has_nvidia_gpu():
@@ -260,10 +293,13 @@ class TritonServer:
             raise TritonServerError(f"server already started (pid {self.process.pid})")
         install = find_system_server() or prepare_bundled_server(self.build_dir)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # A fresh engine token per start: only this server's processes know it (engine_guard.py).
+        env = {**install.env, ENGINE_TOKEN_ENV: secrets.token_urlsafe(24)}
         started = time.perf_counter()
-        with open(self.log_path, "wb") as log_file:
+        log_mode = "ab" if self.startup_s is not None else "wb"  # a restart keeps the earlier log
+        with open(self.log_path, log_mode) as log_file:
             self.process = subprocess.Popen(
-                self.command(install), stdout=log_file, stderr=subprocess.STDOUT, env=install.env
+                self.command(install), stdout=log_file, stderr=subprocess.STDOUT, env=env
             )
         try:
             self._wait_until_ready()
@@ -288,6 +324,27 @@ class TritonServer:
             f"tritonserver was not ready after {self.ready_timeout_s} s (ready_timeout_s)\n"
             f"{self.failure_report()}"
         )
+
+    def restart(self) -> None:
+        """Stop the server (if it still runs) and start it again on the same ports."""
+        self.stop()
+        self.process = None
+        self.start()
+
+    def reload_model(self, name: str, timeout_s: float = 120.0) -> None:
+        """Unload and load model `name` (explicit model-control mode): a fresh stub for every instance.
+
+        Readiness is false between the two (strict readiness: a model is unavailable). A plain
+        `load` of a model that is already loaded and unchanged is not enough: Triton 2.51 may keep
+        the loaded version, dead stub and all.
+        """
+        import tritonclient.http  # the launcher itself needs no client library until now
+
+        with tritonclient.http.InferenceServerClient(
+            self.http_url, connection_timeout=timeout_s, network_timeout=timeout_s
+        ) as client:
+            client.unload_model(name, headers=self.admin_headers)
+            client.load_model(name, headers=self.admin_headers)
 
     def is_ready(self) -> bool:
         """True when the server answers 200 on /v2/health/ready."""
@@ -334,7 +391,9 @@ class TritonServer:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`vhs-serve`: run tritonserver on a model repository until Ctrl-C or SIGTERM."""
+    """`vhs-serve`: run tritonserver on a model repository, supervised, until Ctrl-C or SIGTERM."""
+    from .supervisor import DEFAULT_POLL_INTERVAL_S, Supervisor
+
     parser = argparse.ArgumentParser(prog="vhs-serve", description=main.__doc__)
     parser.add_argument("--model-repository", required=True, type=Path)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind http, grpc and metrics to")
@@ -344,7 +403,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--build-dir", type=Path, default=DEFAULT_BUILD_DIR)
     parser.add_argument("--log-verbose", type=int, default=0)
     parser.add_argument("--ready-timeout", type=float, default=120.0, help="seconds")
-    parser.add_argument("--model-control-mode", choices=MODEL_CONTROL_MODES, default="none")
+    parser.add_argument("--model-control-mode", choices=MODEL_CONTROL_MODES, default="explicit")
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=DEFAULT_POLL_INTERVAL_S,
+        help="seconds between health checks of the server and its models (0 = do not supervise)",
+    )
     args = parser.parse_args(argv)
 
     server = TritonServer(
@@ -357,16 +422,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_verbose=args.log_verbose,
         ready_timeout_s=args.ready_timeout,
         model_control_mode=args.model_control_mode,
+        admin_key=os.environ.get(ADMIN_KEY_ENV),
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SystemExit runs the `with` exit: clean stop
     try:
         with server:
+            key_source = f"${ADMIN_KEY_ENV}" if os.environ.get(ADMIN_KEY_ENV) else "random, not shown"
             print(
                 f"tritonserver ready in {server.startup_s:.1f} s (pid {server.pid})\n"
                 f"  grpc    {server.grpc_url}\n  http    {server.http_url}\n  metrics {server.metrics_url}\n"
-                f"  log     {server.log_path}",
+                f"  log     {server.log_path}\n  admin key ({ADMIN_KEY_HEADER} header): {key_source}",
                 flush=True,
             )
+            if args.poll_interval > 0:
+                Supervisor(server, args.poll_interval).run(threading.Event())  # ends by SIGTERM/Ctrl-C
+                return 0
             exit_code = server.wait()
     except TritonServerError as error:
         print(f"error: {error}", file=sys.stderr)

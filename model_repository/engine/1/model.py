@@ -2,6 +2,7 @@
 
 Used where Triton has no ONNX Runtime backend (the PyPI-bundled server); on the NGC container the
 same graph can be served with `backend: "onnxruntime"` instead, without touching the orchestrator.
+Requests that do not come from the `vhs` orchestrator are refused (vhs/serving/engine_guard.py).
 """
 
 import json
@@ -9,18 +10,33 @@ from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
+from vhs.serving.engine_guard import is_from_orchestrator
 from vhs.serving.onnx_engine import OnnxEngine
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
+        self.name = config["name"]
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         model_path = Path(args["model_repository"]) / args["model_version"] / parameters["onnx_file"]
         self.output_names = [output["name"] for output in config["output"]]
         self.engine = OnnxEngine(str(model_path), self.output_names, int(parameters["intra_op_num_threads"]))
 
     def execute(self, requests):
+        from_orchestrator = [is_from_orchestrator(request) for request in requests]
+        answers = iter(self._run([r for r, ok in zip(requests, from_orchestrator, strict=True) if ok]))
+        return [next(answers) if ok else self._refusal() for ok in from_orchestrator]
+
+    def _refusal(self):
+        message = f"engine model '{self.name}' serves only the vhs model; send requests to vhs"
+        return pb_utils.InferenceResponse(
+            error=pb_utils.TritonError(message, pb_utils.TritonError.UNSUPPORTED)
+        )
+
+    def _run(self, requests):
+        if not requests:
+            return []
         inputs = [{name: _input(request, name) for name in self.engine.input_names} for request in requests]
         try:
             outputs = self.engine.run_batched(inputs)

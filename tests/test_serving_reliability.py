@@ -1,0 +1,128 @@
+"""Faults and hostile clients against the real server (short forms of `make bench-load`): a killed
+engine stub is reported as UNAVAILABLE naming the engine and recovered by the supervisor, the admin
+APIs and the engine models refuse plain clients, an overload burst is turned away fast, and
+abandoned requests stop using the engines."""
+
+import json
+import os
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from benchmarks.load import PROMPT, abandoned, kill_engine, overload_burst, stub_pid
+from client.vhs_client import VHSClient
+from vhs.serving.health import live_stubs
+from vhs.serving.server import ADMIN_KEY_HEADER, TritonServer
+from vhs.serving.supervisor import Supervisor
+
+
+@pytest.fixture(scope="module")
+def server(exported_tiny):
+    with TritonServer(exported_tiny / "model_repository", build_dir="build/triton") as running:
+        yield running
+
+
+@pytest.fixture()
+def supervisor(server):
+    return Supervisor(server, poll_interval_s=0.2, log=print)
+
+
+def test_killed_engine_is_unavailable_naming_it_then_recovered_without_a_human(server, supervisor):
+    kill = kill_engine(server, supervisor, "dit_suffix", concurrency=2, timeout_s=60)
+    print(kill)
+    assert kill.client_errors, "requests in flight during the outage must fail, not hang"
+    for message in kill.client_errors:
+        assert message.startswith("[StatusCode.UNAVAILABLE] engine model 'dit_suffix' is unavailable")
+    assert kill.readiness_went_false
+    assert kill.seconds_to_serve_again < 30
+    assert live_stubs(server.pid, server.model_repository) == supervisor.expected_stubs
+    with VHSClient(server.grpc_url) as client:
+        assert client.generate(PROMPT, 2, 0).image.shape == (32, 32, 3)
+
+
+def test_retrying_client_rides_through_an_engine_reload(server, supervisor):
+    stop = threading.Event()
+    watcher = threading.Thread(target=supervisor.run, args=(stop,))
+    watcher.start()
+    try:
+        os.kill(stub_pid(server, "llm"), signal.SIGKILL)
+        started = time.monotonic()
+        with VHSClient(server.grpc_url) as client:  # the default RetryPolicy
+            result = client.generate(PROMPT, 4, 1)
+        print(f"served {time.monotonic() - started:.1f} s after the kill")
+    finally:
+        stop.set()
+        watcher.join()
+    assert result.scores.shape == (4,)
+    assert [recovery.failed for recovery in supervisor.recoveries] == ["llm"]
+
+
+def http_status(server, method, path, body=None, headers=None):
+    request = urllib.request.Request(
+        f"http://{server.http_url}{path}", data=body, method=method, headers=headers or {}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+# Each would let a client change the server: load its own code as a model, map memory, flood the log.
+ADMIN_CALLS = [
+    ("POST", "/v2/repository/index", b"{}"),
+    ("POST", "/v2/repository/models/uploaded/load", json.dumps({"parameters": {"config": "{}"}}).encode()),
+    ("POST", "/v2/logging", json.dumps({"log_verbose_level": 3}).encode()),
+    ("GET", "/v2/systemsharedmemory/status", None),
+    ("POST", "/v2/trace/setting", json.dumps({"trace_level": ["TIMESTAMPS"]}).encode()),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ADMIN_CALLS, ids=[call[1] for call in ADMIN_CALLS])
+def test_admin_apis_refuse_requests_without_the_key(server, method, path, body):
+    status, message = http_status(server, method, path, body)
+    assert status == 403 and ADMIN_KEY_HEADER in message
+
+
+def test_admin_apis_answer_the_operator_over_http_and_grpc(server):
+    status, index = http_status(server, "POST", "/v2/repository/index", b"{}", server.admin_headers)
+    assert status == 200 and {"vhs", "llm"} <= {model["name"] for model in json.loads(index)}
+    with grpcclient.InferenceServerClient(server.grpc_url) as triton:
+        with pytest.raises(InferenceServerException, match=ADMIN_KEY_HEADER):
+            triton.get_model_repository_index()
+        assert len(triton.get_model_repository_index(headers=server.grpc_admin_headers).models) == 9
+        assert triton.is_server_ready() and triton.get_inference_statistics("vhs")  # stay open
+
+
+def test_engine_models_refuse_plain_clients(server):
+    with grpcclient.InferenceServerClient(server.grpc_url) as triton:
+        shape = [1] + [int(size) for size in triton.get_model_metadata("connector").inputs[0].shape[1:]]
+        hidden = grpcclient.InferInput("hidden_states", shape, "FP32")
+        hidden.set_data_from_numpy(np.zeros(shape, dtype=np.float32))
+        with pytest.raises(InferenceServerException, match="serves only the vhs model"):
+            triton.infer("connector", [hidden])
+    with VHSClient(server.grpc_url) as client:
+        assert client.generate(PROMPT, 2, 0).image.shape == (32, 32, 3), "BLS calls still pass"
+
+
+def test_overload_burst_is_turned_away_fast_and_the_server_recovers(server):
+    burst = overload_burst(server.grpc_url, requests=100)
+    print(burst)
+    assert burst.rejected > 0 and burst.served > 0 and not burst.other_errors
+    assert burst.rejected_p99_ms < 2000, "a rejection must come back without waiting for the queue"
+    assert burst.served_after
+
+
+def test_abandoned_requests_stop_using_the_engines(server):
+    gone = abandoned(server, requests=12, client_timeout_s=0.3, settle_s=1.0)
+    print(gone)
+    assert gone.statuses["StatusCode.DEADLINE_EXCEEDED"] > 0
+    assert gone.engine_candidates < 12 * 8, "abandoned requests must not all run every stage"
+    assert gone.cpu_s_after_abandon < 0.5

@@ -1,0 +1,90 @@
+"""Keep a tritonserver serving without a human: the supervisor loop run by `vhs-serve`.
+
+Every `poll_interval_s` it checks that the server process runs and that every model still has the
+live Python-backend stubs it had when the server became ready (vhs/serving/health.py). A model that
+lost a stub is unloaded and loaded again (explicit model-control mode; readiness is false in
+between, also for the `vhs` model while its other instance still lives: a reload in place is not
+reliable in Triton 2.51). A server that exited, or a dead stub under another mode, gets the whole
+server restarted on the same ports. Clients see UNAVAILABLE meanwhile and retry (client/retry.py).
+
+A Kubernetes deployment runs `vhs-serve` as the container's command, so this loop is the in-pod
+recovery, with probes on the server's own endpoints as the outer one (docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .health import dead_models, live_stubs
+from .server import TritonServer
+
+DEFAULT_POLL_INTERVAL_S = 0.5
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """One recovery: what failed (a model name, or "server"), when it was seen and when it served again."""
+
+    failed: str
+    detected_at: float  # time.monotonic()
+    recovered_at: float
+
+    @property
+    def seconds(self) -> float:
+        return self.recovered_at - self.detected_at
+
+
+def _log_to_stderr(message: str) -> None:
+    print(f"vhs-serve: {message}", file=sys.stderr, flush=True)
+
+
+class Supervisor:
+    """Watches a started TritonServer and recovers it; `check()` once, or `run(stop)` until stop is set."""
+
+    def __init__(
+        self,
+        server: TritonServer,
+        poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
+        log: Callable[[str], None] = _log_to_stderr,
+    ):
+        self.server = server
+        self.poll_interval_s = poll_interval_s
+        self.log = log
+        self.recoveries: list[Recovery] = []
+        self.expected_stubs = live_stubs(server.pid, server.model_repository)
+
+    def check(self) -> list[Recovery]:
+        """Recover whatever has failed since the last check; returns the recoveries made now."""
+        detected_at = time.monotonic()
+        if self.server.process.poll() is not None:
+            self.log(f"tritonserver exited with code {self.server.process.returncode}; restarting it")
+            self._restart()
+            failed = ["server"]
+        else:
+            live = live_stubs(self.server.pid, self.server.model_repository)
+            failed = dead_models(self.expected_stubs, live)
+            for model in failed:
+                self.log(f"model '{model}' lost a Python-backend stub; reloading it")
+            if failed and self.server.model_control_mode == "explicit":
+                for model in failed:
+                    self.server.reload_model(model)
+            elif failed:
+                self._restart()
+        recoveries = [Recovery(name, detected_at, time.monotonic()) for name in failed]
+        for recovery in recoveries:
+            self.log(f"{recovery.failed} serving again after {recovery.seconds:.1f} s")
+        self.recoveries += recoveries
+        return recoveries
+
+    def _restart(self) -> None:
+        self.server.restart()
+        self.expected_stubs = live_stubs(self.server.pid, self.server.model_repository)
+
+    def run(self, stop: threading.Event) -> None:
+        """Check every poll_interval_s until `stop` is set (from another thread or a signal handler)."""
+        while not stop.wait(self.poll_interval_s):
+            self.check()
