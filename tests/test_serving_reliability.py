@@ -22,6 +22,8 @@ from vhs.serving.health import live_stubs
 from vhs.serving.server import ADMIN_KEY_HEADER, TritonServer
 from vhs.serving.supervisor import Supervisor
 
+pytestmark = pytest.mark.server  # starts a real tritonserver
+
 
 @pytest.fixture(scope="module")
 def server(exported_tiny):

@@ -22,10 +22,10 @@ from ..errors import EngineError, InvalidRequest
 from ..preset_config import PresetConfig
 from ..prompting import PromptTokenizer
 from ..request import GenerationRequest, parse_request
-from .manifest import LLM_TOKENIZER_DIR, MANIFEST_FILE, TEXT_TOKENIZER_DIR, load_manifest, verify_engine_files
 from .cancellation import RequestCancelled, RequestWatch, stop_when_abandoned
 from .engine_guard import bls_parameters
 from .health import engine_unavailable
+from .manifest import LLM_TOKENIZER_DIR, MANIFEST_FILE, TEXT_TOKENIZER_DIR, load_manifest, verify_engine_files
 
 
 @dataclass
