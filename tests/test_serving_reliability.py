@@ -123,8 +123,10 @@ def test_overload_burst_is_turned_away_fast_and_the_server_recovers(server):
 
 
 def test_abandoned_requests_stop_using_the_engines(server):
-    gone = abandoned(server, requests=12, client_timeout_s=0.3, settle_s=1.0)
+    # 20 ms is less than the work of the 16 requests on any machine (8 candidates decoded each),
+    # so most are abandoned while queued or running.
+    gone = abandoned(server, requests=16, client_timeout_s=0.02, settle_s=1.0)
     print(gone)
     assert gone.statuses["StatusCode.DEADLINE_EXCEEDED"] > 0
-    assert gone.engine_candidates < 12 * 8, "abandoned requests must not all run every stage"
+    assert gone.engine_candidates < 16 * 8, "abandoned requests must not all run every stage"
     assert gone.cpu_s_after_abandon < 0.5
