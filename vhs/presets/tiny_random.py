@@ -14,7 +14,7 @@ from ..verifier import VERIFIER_QUESTION
 from . import Preset, PresetConfig
 from .builder import ComponentSizes, build_preset
 
-VERSION = 3  # bump when anything below changes, so cached copies are rebuilt
+VERSION = 4  # bump when anything below changes, so cached copies are rebuilt
 SEED = 0
 
 CORPUS = [
