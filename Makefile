@@ -8,7 +8,7 @@ EXPORT := $(BUILD)/$(PRESET)
 REPO   ?= $(EXPORT)/model_repository
 SOURCES := $(shell find vhs export model_repository -name '*.py' -o -name '*.json' -o -name '*.safetensors')
 
-.PHONY: setup test lint export serve demo perf bench-latency bench-load eval-shapes evaluator-robustness clean
+.PHONY: setup test lint export serve demo perf bench-latency bench-load eval-shapes evaluator-robustness clean repo-gpu
 
 setup: $(VENV)/.installed
 
@@ -46,6 +46,15 @@ perf: export
 bench-latency: export
 	$(PYTHON) -m benchmarks.latency --preset $(PRESET) --model-repository $(REPO) --output out/bench \
 		--build-dir $(BUILD)/triton
+
+# Inside the serving image (deploy/Dockerfile) on a GPU host: the GPU model repository of $(PRESET)
+# in $(EXPORT): TensorRT plans in GPU_PRECISION (the VAE stays fp32), each checked against ONNX
+# Runtime; GPU_BACKEND=onnxruntime_gpu writes the simpler ONNX Runtime repository (TensorRT/CUDA providers).
+GPU_BACKEND   ?= tensorrt_plan
+GPU_PRECISION ?= fp16
+repo-gpu:
+	$(VENV)/bin/vhs-export --preset $(PRESET) --output $(EXPORT) --backend $(GPU_BACKEND) \
+		--precision $(GPU_PRECISION)
 
 # Load and fault figures of the served path (docs/operations.md): steady load, kill -9 of engine stubs
 # under load, an overload burst, abandoned requests, hostile inputs, memory; loopback only, ~2 min.

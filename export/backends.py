@@ -2,7 +2,9 @@
 
 python          ONNX Runtime inside a Python-backend model (`model_repository/engine/1/model.py`);
                 the PyPI-bundled Triton has only the Python backend: the CPU default
-onnxruntime     Triton's ONNX Runtime backend (NGC container)
+onnxruntime     Triton's ONNX Runtime backend (NGC container), on the CPU
+onnxruntime_gpu the same on the GPU: ONNX Runtime hands what TensorRT can run to its TensorRT
+                execution provider (per-engine precision, engines cached) and the rest to CUDA
 tensorrt_plan   a TensorRT plan per engine, built from the graph with polygraphy (GPU)
 """
 
@@ -14,6 +16,10 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 ENGINE_MODEL_PY = Path(__file__).resolve().parent.parent / "model_repository" / "engine" / "1" / "model.py"
+# ONNX Runtime's TensorRT provider: 4 GiB of builder workspace, engines cached so that an instance
+# restarting in the same container does not rebuild them.
+ORT_TENSORRT_WORKSPACE_BYTES = 4 << 30
+ORT_TENSORRT_CACHE_DIR = "/tmp/vhs-ort-tensorrt-cache"
 
 
 @dataclass(frozen=True)
@@ -23,7 +29,8 @@ class Backend:
     graph_file: the file placed in `<engine>/1/`. builds_plans: the graph is compiled to a TensorRT
     plan first (needs TensorRT, takes --precision). triton_backend / platform: the config field
     that selects it. model_py: a Python-backend model copied beside the graph, which reads the
-    graph's file name from `parameters` instead of `default_model_filename`.
+    graph's file name from `parameters` instead of `default_model_filename`. tensorrt_provider:
+    ONNX Runtime runs the graph through its TensorRT execution provider, in the engine's precision.
     """
 
     name: str
@@ -34,9 +41,16 @@ class Backend:
     platform: str = ""
     model_py: Path | None = None
     parameters: dict[str, str] = field(default_factory=dict)
+    tensorrt_provider: bool = False
 
-    def configure(self, config: mc.ModelConfig) -> None:
-        """Set the backend-specific fields of an engine's ModelConfig."""
+    @property
+    def on_gpu(self) -> bool:
+        """Whether the engines run on a GPU (their outputs then stay in device memory)."""
+        return self.instance_kind == mc.ModelInstanceGroup.KIND_GPU
+
+    def configure(self, config: mc.ModelConfig, precision: str = "fp32") -> None:
+        """Set the backend-specific fields of an engine's ModelConfig (`config.name` is the engine;
+        `precision` the one the manifest records for it)."""
         if self.triton_backend:
             config.backend = self.triton_backend
         if self.platform:
@@ -45,6 +59,14 @@ class Backend:
             config.default_model_filename = self.graph_file
         for key, value in self.parameters.items():
             config.parameters[key].string_value = value
+        if self.tensorrt_provider:
+            accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(
+                name="tensorrt"
+            )
+            accelerator.parameters["precision_mode"] = "FP32" if precision == "fp32" else "FP16"
+            accelerator.parameters["max_workspace_size_bytes"] = str(ORT_TENSORRT_WORKSPACE_BYTES)
+            accelerator.parameters["trt_engine_cache_enable"] = "1"
+            accelerator.parameters["trt_engine_cache_path"] = f"{ORT_TENSORRT_CACHE_DIR}/{config.name}"
 
 
 BACKENDS = {
@@ -64,6 +86,13 @@ BACKENDS = {
             graph_file="model.onnx",
             instance_kind=mc.ModelInstanceGroup.KIND_CPU,
             triton_backend="onnxruntime",
+        ),
+        Backend(
+            "onnxruntime_gpu",
+            graph_file="model.onnx",
+            instance_kind=mc.ModelInstanceGroup.KIND_GPU,
+            triton_backend="onnxruntime",
+            tensorrt_provider=True,
         ),
         Backend(
             "tensorrt_plan",

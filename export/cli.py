@@ -41,10 +41,22 @@ from vhs.serving.manifest import (
 from vhs.serving.onnx_engine import onnx_model_file
 
 from .backends import BACKENDS, Backend
+from .cleanup import clean_graph
 from .graphs import EXAMPLE_BATCH, ExampleChain, export_onnx, graph_io
 from .parity import ATOL, RTOL, check_parity, inspect_model
 from .repository import Scheduling, write_repository
-from .tensorrt import PRECISIONS, build_plan, optimization_profile, require_tensorrt
+from .tensorrt import (
+    DEFAULT_BUILDER_OPTIMIZATION_LEVEL,
+    PRECISIONS,
+    build_plan,
+    check_plan_accuracy,
+    engine_precision,
+    opt_batch,
+    optimization_profile,
+    plan_recipe,
+    require_tensorrt,
+)
+from .tensorrt_support import SupportTable, check_tensorrt_readiness, load_support_table
 
 PARITY_BATCHES = (1, 4)
 
@@ -59,13 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--opset", type=int, default=18)
     parser.add_argument("--backend", choices=BACKENDS, default="python", help="how Triton runs the engines")
     parser.add_argument("--trt", action="store_true", help="shorthand for --backend tensorrt_plan")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="TensorRT build precision")
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32", help="GPU precision (the VAE stays fp32)"
+    )
     parser.add_argument(
         "--max-batch-size", type=int, default=None, help="default: the preset's max candidates"
     )
     parser.add_argument("--instances", type=int, default=1, help="instances of each engine model")
     parser.add_argument("--orchestrator-instances", type=int, default=2, help="instances of the vhs model")
     parser.add_argument("--max-queue-delay-us", type=int, default=500, help="dynamic batcher queue delay")
+    parser.add_argument(
+        "--timing-cache", type=Path, default=None, help="TensorRT timing cache (default: beside --output)"
+    )
+    parser.add_argument(
+        "--builder-optimization-level", type=int, default=DEFAULT_BUILDER_OPTIMIZATION_LEVEL, choices=range(6)
+    )
     return parser
 
 
@@ -116,6 +136,7 @@ def _export(args: argparse.Namespace, config, names: list[str], folder: Path, pr
         )
     backend = BACKENDS[args.backend]
     (folder / "onnx").mkdir()
+    support_table = load_support_table()
     exported, widths, chain = [], {}, None
     # One group of components in memory at a time: the engines that share them (the DiT's two halves)
     # are exported together, then the components are dropped before the next group is loaded.
@@ -132,7 +153,20 @@ def _export(args: argparse.Namespace, config, names: list[str], folder: Path, pr
             progress.set_postfix_str(name)
             engine = build_engine(preset, name)  # raises ValueError if l* is out of range
             inputs = chain.inputs_for(name, engine, preset)
-            exported.append(_export_graph(name, engine, inputs, chain, folder, backend, max_batch_size, args))
+            exported.append(
+                _export_graph(
+                    name,
+                    engine,
+                    inputs,
+                    chain,
+                    folder,
+                    backend,
+                    max_batch_size,
+                    config.default_candidates,
+                    support_table,
+                    args,
+                )
+            )
             chain.record(name, engine, inputs)
             progress.update()
         del preset, engine
@@ -146,10 +180,13 @@ def _export(args: argparse.Namespace, config, names: list[str], folder: Path, pr
         "latent_shape": list(chain.latent_shape),
         "image_shape": [images.shape[2], images.shape[3], images.shape[1]],
         "backend": backend.name,
-        "precision": args.precision if backend.builds_plans else "fp32",
+        "device": "gpu" if backend.on_gpu else "cpu",
+        "precision": args.precision if backend.on_gpu else "fp32",
         "max_batch_size": max_batch_size,
         "engines": {graph.name: graph.manifest_entry for graph in exported},
     }
+    if backend.builds_plans:  # a plan only loads in a Triton built with the same TensorRT
+        manifest["tensorrt_version"] = require_tensorrt()
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     write_repository(
         folder / "model_repository",
@@ -160,7 +197,7 @@ def _export(args: argparse.Namespace, config, names: list[str], folder: Path, pr
         Scheduling(args.instances, args.orchestrator_instances, args.max_queue_delay_us),
     )
     progress.update()
-    summary = _summary(args, config, exported)
+    summary = _summary(args, config, exported, support_table.tensorrt_version)
     (folder / "export_report.md").write_text(
         f"# Export report\n\n```\n{summary}\n```\n\n"
         + "\n\n".join(f"### {graph.name}\n```\n{graph.inspection}\n```" for graph in exported)
@@ -180,6 +217,8 @@ class ExportedGraph:
     parity_errors: list[float]  # max abs error at each of PARITY_BATCHES
     export_s: float
     inspection: str  # polygraphy's summary of the graph
+    nodes: tuple[int, int]  # before and after the graph cleanup
+    tensorrt_issues: tuple[int, int]  # what TensorRT's parser would reject, before and after the cleanup
 
 
 def _export_graph(
@@ -190,14 +229,20 @@ def _export_graph(
     folder: Path,
     backend: Backend,
     max_batch_size: int,
+    default_candidates: int,
+    support_table: SupportTable,
     args: argparse.Namespace,
 ) -> ExportedGraph:
-    """One engine -> ONNX graph checked against PyTorch (-> TensorRT plan where the backend builds one).
+    """One engine -> cleaned ONNX graph checked against PyTorch and against TensorRT's support table
+    (-> TensorRT plan checked against ONNX Runtime where the backend builds one).
 
-    args: the command line (opset, precision). Raises RuntimeError when the graph differs from PyTorch.
+    args: the command line (opset, precision, TensorRT build settings). Raises RuntimeError when the
+    graph differs from PyTorch, TensorRT would reject it, or a plan differs from ONNX Runtime.
     """
     start = time.perf_counter()
     path = export_onnx(name, engine, inputs, folder / "onnx", args.opset)
+    raw_issues = check_tensorrt_readiness(onnx_model_file(path), support_table)  # what the cleanup fixes
+    cleanup = clean_graph(onnx_model_file(path))
     export_s = time.perf_counter() - start
     parity = [check_parity(engine, inputs, path, batch) for batch in PARITY_BATCHES]
     failed = [p for p in parity if not p.passed]
@@ -206,18 +251,24 @@ def _export_graph(
             f"{name}: ONNX Runtime differs from PyTorch (max error {failed[0].max_abs_error:.3g} "
             f"at batch {failed[0].batch}) or produced NaN/Inf"
         )
+    issues = check_tensorrt_readiness(onnx_model_file(path), support_table)
     graph_inputs, graph_outputs = graph_io(path)
     served_file = path
     if backend.builds_plans:
+        if issues:
+            raise RuntimeError(f"{name}: TensorRT would reject the graph: {'; '.join(issues[:5])}")
         served_file = folder / "plans" / f"{name}.plan"
         served_file.parent.mkdir(exist_ok=True)
-        profile = optimization_profile(graph_inputs, max_batch_size, _token_bounds(name, chain))
-        build_plan(onnx_model_file(path), served_file, profile, args.precision)
+        profile = optimization_profile(
+            graph_inputs, opt_batch(name, default_candidates), max_batch_size, _token_bounds(name, chain)
+        )
+        _build_checked_plan(name, onnx_model_file(path), served_file, profile, inputs, args)
     entry = {
         "inputs": graph_inputs,
         "outputs": graph_outputs,
         "file": backend.graph_file,
         "sha256": artifact_sha256(served_file),
+        "precision": engine_precision(name, args.precision) if backend.on_gpu else "fp32",
     }
     return ExportedGraph(
         name,
@@ -227,7 +278,32 @@ def _export_graph(
         [p.max_abs_error for p in parity],
         export_s,
         inspect_model(path),
+        (cleanup.nodes_before, cleanup.nodes_after),
+        (len(raw_issues), len(issues)),
     )
+
+
+def _build_checked_plan(
+    name: str, onnx_path: Path, plan_path: Path, profile: dict, example: dict, args
+) -> None:
+    """Build `name`'s plan (precision and fp32 layers per engine) and compare it with ONNX Runtime at
+    batch 1 and at its opt batch; raises if it is off or produces NaN/Inf."""
+    timing_cache = args.timing_cache or args.output.resolve().parent / "tensorrt-timing.cache"
+    recipe = plan_recipe(
+        name, onnx_path, profile, args.precision, timing_cache, args.builder_optimization_level
+    )
+    build_plan(onnx_path, plan_path, recipe)
+    batches = sorted({dims[0] for level in ("min", "opt") for dims in profile[level].values()})
+    feeds = {
+        rows: {key: value[[i % len(value) for i in range(rows)]].numpy() for key, value in example.items()}
+        for rows in batches
+    }
+    failed = [a for a in check_plan_accuracy(onnx_path, plan_path, feeds, recipe.precision) if not a.passed]
+    if failed:
+        raise RuntimeError(
+            f"{name}: the {recipe.precision} plan differs from ONNX Runtime (max error "
+            f"{failed[0].max_abs_error:.3g} at batch {failed[0].batch}) or produced NaN/Inf"
+        )
 
 
 def _token_bounds(name: str, chain: ExampleChain) -> dict:
@@ -239,17 +315,23 @@ def _token_bounds(name: str, chain: ExampleChain) -> dict:
     return {"visual_tokens": {1: (min(counts), counts[0], max(counts))}}
 
 
-def _summary(args: argparse.Namespace, config, exported: list[ExportedGraph]) -> str:
+def _summary(args: argparse.Namespace, config, exported: list[ExportedGraph], tensorrt_version: str) -> str:
     lines = [
         f"preset {config.name}, l* = {config.split_block}, backend {args.backend}, opset {args.opset}",
-        f"{'graph':<18}{'MB':>8}{'err b=1':>11}{'err b=4':>11}{'export s':>10}",
+        f"{'graph':<18}{'MB':>8}{'err b=1':>11}{'err b=4':>11}{'export s':>10}{'nodes':>13}"
+        f"{'TRT issues':>12}",
     ]
     lines += [
         f"{g.name:<18}{g.megabytes:>8.2f}{g.parity_errors[0]:>11.2e}{g.parity_errors[1]:>11.2e}{g.export_s:>10.1f}"
+        f"{'{}->{}'.format(*g.nodes):>13}{'{}->{}'.format(*g.tensorrt_issues):>12}"
         for g in exported
     ]
     lines.append(
         f"parity: ONNX Runtime vs PyTorch eager (polygraphy), atol {ATOL:g}, rtol {RTOL:g}, no NaN/Inf"
+    )
+    lines.append(
+        f"nodes, TRT issues: before -> after the graph cleanup; issues: what the TensorRT "
+        f"{tensorrt_version} ONNX parser would reject (support table)"
     )
     return "\n".join(lines)
 

@@ -69,7 +69,7 @@ def engine_config(
 ) -> mc.ModelConfig:
     """The config of one engine model; shapes in the manifest include the batch axis, Triton's do not."""
     config = mc.ModelConfig(name=name, max_batch_size=max_batch_size)
-    backend.configure(config)
+    backend.configure(config, engine.get("precision", "fp32"))
     config.input.extend(
         _tensor(mc.ModelInput, t["name"], t["dtype"], t["shape"][1:]) for t in engine["inputs"]
     )

@@ -25,3 +25,13 @@ def exported_tiny(tmp_path_factory):
     output = tmp_path_factory.mktemp("export") / "tiny-random"
     assert export_main(["--preset", "tiny-random", "--output", str(output)]) == 0
     return output
+
+
+@pytest.fixture(scope="session")
+def exported_shapes(tmp_path_factory):
+    """The embedded `shapes` preset exported once per session (the path `make demo` takes)."""
+    from export.cli import main as export_main
+
+    output = tmp_path_factory.mktemp("export") / "shapes"
+    assert export_main(["--preset", "shapes", "--output", str(output)]) == 0
+    return output

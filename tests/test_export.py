@@ -15,7 +15,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from export.backends import BACKENDS
 from export.graphs import graph_io
 from export.repository import TRITON_DTYPES, Scheduling, engine_config, orchestrator_config
-from export.tensorrt import TensorRTUnavailable, convert_command, optimization_profile, require_tensorrt
+from export.tensorrt import TensorRTUnavailable, require_tensorrt
 from vhs import protocol as P
 from vhs.engine_names import DIT_PREFIX
 from vhs.modes import all_engines
@@ -191,34 +191,6 @@ def test_unwritable_output_folder_is_one_error_line(tmp_path):
 def test_missing_tensorrt_says_how_to_get_it(without_tensorrt):
     with pytest.raises(TensorRTUnavailable, match="pypi.nvidia.com"):
         require_tensorrt()
-
-
-def test_tensorrt_profiles_cover_batch_1_to_max_and_every_token_count():
-    inputs = [
-        {"name": "visual_tokens", "dtype": "float32", "shape": [-1, -1, 896]},
-        {"name": "question_length", "dtype": "int64", "shape": [-1]},
-    ]
-    profile = optimization_profile(inputs, 8, {"visual_tokens": {1: (16, 64, 1024)}})
-    assert profile["min"] == {"visual_tokens": [1, 16, 896], "question_length": [1]}
-    assert profile["opt"] == {"visual_tokens": [8, 64, 896], "question_length": [8]}
-    assert profile["max"] == {"visual_tokens": [8, 1024, 896], "question_length": [8]}
-    with pytest.raises(ValueError, match="dynamic axis without bounds"):
-        optimization_profile(inputs, 8, {})
-
-
-def test_tensorrt_convert_command_line(tmp_path):
-    profile = {
-        "min": {"noise": [1, 32, 32, 32]},
-        "opt": {"noise": [8, 32, 32, 32]},
-        "max": {"noise": [8, 32, 32, 32]},
-    }
-    command = convert_command(tmp_path / "dit_prefix.onnx", tmp_path / "dit_prefix.plan", profile, "fp16")
-    assert command[1:6] == ["convert", str(tmp_path / "dit_prefix.onnx"), "--convert-to", "trt", "-o"]
-    joined = " ".join(command)
-    assert "--trt-min-shapes noise:[1,32,32,32]" in joined and "--trt-max-shapes noise:[8,32,32,32]" in joined
-    assert command[-1] == "--fp16"
-    with pytest.raises(ValueError, match="precision must be one of"):
-        convert_command(tmp_path / "a.onnx", tmp_path / "a.plan", profile, "int4")
 
 
 def test_tensorrt_plan_config():

@@ -171,7 +171,7 @@ def generate(orchestrator, request):
     """The sync driver on one request, through read_request and the BLS runner."""
     from vhs.best_of_n import run_steps
 
-    return run_steps(orchestrator.steps(request), orchestrator.engines)
+    return run_steps(orchestrator.steps(request)[1], orchestrator.engines)
 
 
 def outputs_of(response):

@@ -14,12 +14,8 @@ PROMPT = "a photo of a red circle left of a blue square"
 
 
 @pytest.fixture(scope="module")
-def shapes_client(tmp_path_factory):
-    from export.cli import main as export_main
-
-    output = tmp_path_factory.mktemp("export") / "shapes"
-    assert export_main(["--preset", "shapes", "--output", str(output)]) == 0
-    with TritonServer(output / "model_repository", build_dir="build/triton") as server:
+def shapes_client(exported_shapes):
+    with TritonServer(exported_shapes / "model_repository", build_dir="build/triton") as server:
         with VHSClient(server.grpc_url) as client:
             yield client
 

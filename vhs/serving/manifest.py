@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: `device` (cpu | gpu) and each engine's `precision`
 # The version folder of the `vhs` model: <repository>/vhs/1/{manifest.json, tokenizer/, llm_tokenizer/}.
 MANIFEST_FILE = "manifest.json"
 TEXT_TOKENIZER_DIR = "tokenizer"
@@ -23,10 +23,11 @@ REQUIRED_KEYS = (
     "latent_shape",
     "image_shape",
     "backend",
+    "device",
     "max_batch_size",
     "engines",
 )
-ENGINE_KEYS = ("inputs", "outputs", "file", "sha256")
+ENGINE_KEYS = ("inputs", "outputs", "file", "sha256", "precision")
 
 
 class ManifestError(ValueError):

@@ -26,6 +26,7 @@ from .cancellation import RequestCancelled, RequestWatch, stop_when_abandoned
 from .engine_guard import bls_parameters
 from .health import engine_unavailable
 from .manifest import LLM_TOKENIZER_DIR, MANIFEST_FILE, TEXT_TOKENIZER_DIR, load_manifest, verify_engine_files
+from .metrics import OrchestratorMetrics
 
 
 @dataclass
@@ -43,16 +44,17 @@ class Orchestrator:
     prompt_tokenizer: PromptTokenizer
     engines: BLSEngineRunner
     image_shape: tuple[int, int, int]  # (H, W, 3) of an output image
+    metrics: OrchestratorMetrics | None = None  # the custom metrics on Triton's metrics port
 
     def execute(self, requests: list) -> list:
         """One response per request, in order; a failed request gets an error response."""
         responses = []
         for request in requests:
             try:
-                output = run_steps(self.steps(request), self.engines)
-                responses.append(self.write_response(output))
+                generation, steps = self.steps(request)
+                responses.append(self.respond(generation, run_steps(steps, self.engines)))
             except Exception as error:  # every failure becomes this request's error; the model keeps serving
-                responses.append(error_response(error, self.pb_utils))
+                responses.append(self.fail(error))
         return responses
 
     async def execute_async(self, requests: list) -> list:
@@ -60,18 +62,31 @@ class Orchestrator:
 
         async def respond(request: Any) -> Any:
             try:
-                output = await run_steps_async(self.steps(request), self.engines.run_async)
-                return self.write_response(output)
+                generation, steps = self.steps(request)
+                return self.respond(generation, await run_steps_async(steps, self.engines.run_async))
             except Exception as error:  # as in `execute`
-                return error_response(error, self.pb_utils)
+                return self.fail(error)
 
         return list(await asyncio.gather(*(respond(request) for request in requests)))
 
-    def steps(self, request: Any) -> Steps:
-        """The engine calls of one Triton request (validated first: raises InvalidRequest); raises
+    def steps(self, request: Any) -> tuple[GenerationRequest, Steps]:
+        """One Triton request, validated (raises InvalidRequest), and its engine calls; the calls raise
         RequestCancelled before a call once the client has given up (vhs/serving/cancellation.py)."""
         generation, return_candidates = self.read_request(request)
-        return stop_when_abandoned(self.best_of_n.steps(generation, return_candidates), RequestWatch(request))
+        steps = self.best_of_n.steps(generation, return_candidates)
+        return generation, stop_when_abandoned(steps, RequestWatch(request))
+
+    def respond(self, generation: GenerationRequest, output: GenerationOutput) -> Any:
+        """The response of a finished request, counted in the metrics."""
+        if self.metrics is not None:
+            self.metrics.record(generation, output)
+        return self.write_response(output)
+
+    def fail(self, error: Exception) -> Any:
+        """The error response of a failed request, counted in the metrics."""
+        if self.metrics is not None:
+            self.metrics.record_failure(error)
+        return error_response(error, self.pb_utils)
 
     def read_request(self, request: Any) -> tuple[GenerationRequest, bool]:
         """Triton request -> validated GenerationRequest and whether candidate images were asked for.
@@ -146,8 +161,9 @@ def load_orchestrator(model_dir: Path, pb_utils: Any) -> Orchestrator:
         best_of_n=BestOfN(tuple(manifest["latent_shape"]), config.max_timesteps, config.guidance_scale),
         config=config,
         prompt_tokenizer=prompt_tokenizer,
-        engines=BLSEngineRunner(pb_utils, manifest["engines"]),
+        engines=BLSEngineRunner(pb_utils, manifest["engines"], on_gpu=manifest["device"] == "gpu"),
         image_shape=tuple(manifest["image_shape"]),
+        metrics=OrchestratorMetrics(pb_utils),
     )
 
 
@@ -175,15 +191,22 @@ class BLSEngineRunner:
 
     The inputs the manifest records for the engine are taken from `inputs` (others are ignored) and
     cast to the graph's dtypes. Outputs stay where the engine left them: numpy views on the host, or
-    torch tensors through DLPack when they live on a GPU. Tensors with one value per row, shape
+    torch tensors through DLPack when they live on a GPU; with `on_gpu` every request asks for its
+    outputs in GPU memory, so what one engine returns reaches the next without a host copy (only the
+    N scores and the final image are read back). Tensors with one value per row, shape
     (batch,) in the graph, cross Triton as (batch, 1): Triton needs a non-empty `dims` and the
     configs map it back with `reshape { shape: [] }`.
     """
 
-    def __init__(self, pb_utils: Any, engines: dict):
+    def __init__(self, pb_utils: Any, engines: dict, on_gpu: bool = False):
         self.pb_utils = pb_utils
         self.engines = engines
         self.parameters = bls_parameters()  # the engine token (vhs/serving/engine_guard.py)
+        self.request_options = (
+            {"preferred_memory": pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_GPU, 0)}
+            if on_gpu
+            else {}
+        )
 
     def __call__(self, engine: str, **inputs) -> dict[str, Any]:
         return self._outputs(engine, self._request(engine, inputs).exec())
@@ -199,7 +222,11 @@ class BLSEngineRunner:
         ]
         output_names = [item["name"] for item in spec["outputs"]]
         return self.pb_utils.InferenceRequest(
-            model_name=engine, requested_output_names=output_names, inputs=tensors, parameters=self.parameters
+            model_name=engine,
+            requested_output_names=output_names,
+            inputs=tensors,
+            parameters=self.parameters,
+            **self.request_options,
         )
 
     def _outputs(self, engine: str, response: Any) -> dict[str, Any]:

@@ -390,9 +390,9 @@ class TritonServer:
         self.stop()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`vhs-serve`: run tritonserver on a model repository, supervised, until Ctrl-C or SIGTERM."""
-    from .supervisor import DEFAULT_POLL_INTERVAL_S, Supervisor
+def build_parser() -> argparse.ArgumentParser:
+    """The `vhs-serve` command line (also read by the Helm chart's test: ports and probes match it)."""
+    from .supervisor import DEFAULT_POLL_INTERVAL_S
 
     parser = argparse.ArgumentParser(prog="vhs-serve", description=main.__doc__)
     parser.add_argument("--model-repository", required=True, type=Path)
@@ -410,7 +410,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_POLL_INTERVAL_S,
         help="seconds between health checks of the server and its models (0 = do not supervise)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`vhs-serve`: run tritonserver on a model repository, supervised, until Ctrl-C or SIGTERM."""
+    from .supervisor import Supervisor
+
+    args = build_parser().parse_args(argv)
 
     server = TritonServer(
         args.model_repository,

@@ -1,0 +1,140 @@
+"""The GPU deployment files, validated without Docker, Helm or a cluster: the Helm chart's templates
+render to valid Kubernetes YAML with its values, its ports and probes are the launcher's, the HPA's
+metric is the one prometheus-adapter serves, and the image pins the TensorRT the support table is for.
+
+The chart's templates use a small subset of Helm's template language on purpose -- `{{ .Values.x }}`,
+`{{ .Release.Name }}`, `{{ .Chart.Name }}` and `{{- toYaml .Values.x | nindent N }}` -- which
+`render` below implements; any other action fails this test rather than go unvalidated.
+"""
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from export.tensorrt_support import load_support_table
+from vhs.serving.server import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "deploy" / "helm" / "vhs-triton"
+RELEASE = "vhs"
+# `{{-` trims all whitespace before the action (newlines included), `{{` keeps the indentation.
+ACTION = re.compile(r"(?:(?P<trimmed>\s*)\{\{-|(?P<indent>[ \t]*)\{\{)\s*(?P<body>.*?)\s*\}\}")
+# Endpoints the chart's probes and scrape use; test_probe_and_metrics_endpoints_answer (in
+# test_orchestrator_metrics.py) checks each against the real server.
+PROBE_PATHS = {"/v2/health/ready", "/v2/health/live"}
+
+
+def lookup(context: dict, path: str):
+    value = context
+    for key in path.lstrip(".").split("."):
+        value = value[key]
+    return value
+
+
+def render(template: str, context: dict) -> str:
+    def action(match: re.Match) -> str:
+        body = match["body"]
+        to_yaml = re.fullmatch(r"toYaml (\.[\w.]+) \| nindent (\d+)", body)
+        if to_yaml:
+            text = yaml.safe_dump(lookup(context, to_yaml[1]), default_flow_style=False).rstrip("\n")
+            padding = " " * int(to_yaml[2])
+            return (match["indent"] or "") + "\n" + "\n".join(padding + line for line in text.splitlines())
+        if re.fullmatch(r"\.(Values|Release|Chart)(\.\w+)+", body):
+            return (match["indent"] or "") + str(lookup(context, body))
+        raise AssertionError(f"template action the test renderer does not know: {{{{ {body} }}}}")
+
+    return ACTION.sub(action, template)
+
+
+@pytest.fixture(scope="module")
+def values():
+    return yaml.safe_load((CHART / "values.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def rendered(values):
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    context = {"Values": values, "Release": {"Name": RELEASE}, "Chart": {"Name": chart["name"]}}
+    documents = {}
+    for template in sorted((CHART / "templates").glob("*.yaml")):
+        for document in yaml.safe_load_all(render(template.read_text(), context)):
+            documents[document["kind"]] = document
+    return documents
+
+
+def test_the_chart_renders_to_the_four_objects(rendered):
+    assert set(rendered) == {"Deployment", "Service", "ServiceMonitor", "HorizontalPodAutoscaler"}
+    assert all(document["metadata"]["name"] == RELEASE for document in rendered.values())
+
+
+def triton_container(rendered):
+    (container,) = rendered["Deployment"]["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def test_the_container_runs_the_launcher_on_the_charts_ports(rendered, values):
+    container = triton_container(rendered)
+    assert container["command"] == ["vhs-serve"]
+    args = build_parser().parse_args(container["args"])
+    assert args.host == "0.0.0.0"
+    launcher_ports = {"http": args.http_port, "grpc": args.grpc_port, "metrics": args.metrics_port}
+    assert launcher_ports == values["ports"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == launcher_ports
+    service_ports = {p["name"]: (p["port"], p["targetPort"]) for p in rendered["Service"]["spec"]["ports"]}
+    assert service_ports == {name: (port, name) for name, port in launcher_ports.items()}
+    # The launcher's own defaults are the chart's: `make serve` and the pods answer on the same ports.
+    defaults = build_parser().parse_args(["--model-repository", "x"])
+    assert (defaults.http_port, defaults.grpc_port, defaults.metrics_port) == (8000, 8001, 8002)
+    assert args.model_repository == Path(f"/models/{values['preset']}/model_repository")
+
+
+def test_probes_use_triton_health_endpoints_and_outlast_the_launchers_wait(rendered, values):
+    container = triton_container(rendered)
+    probes = {kind: container[kind] for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert {probe["httpGet"]["path"] for probe in probes.values()} == PROBE_PATHS
+    assert all(probe["httpGet"]["port"] == "http" for probe in probes.values())
+    assert probes["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    startup = probes["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= values["readyTimeoutSeconds"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {"models": "/models", "shared-memory": "/dev/shm"}
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+def test_the_init_container_builds_the_repository_the_server_reads(rendered, values):
+    (init,) = rendered["Deployment"]["spec"]["template"]["spec"]["initContainers"]
+    script = shlex.split(init["args"][0])
+    assert f"/models/{values['preset']}/manifest.json" in script
+    assert script[script.index("make") :][:4] == ["make", "-C", "/opt/vhs", "repo-gpu"]
+    assert f"GPU_PRECISION={values['gpuPrecision']}" in script
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^repo-gpu:", makefile, re.MULTILINE)
+
+
+def test_prometheus_scrapes_the_metrics_port_and_the_hpa_scales_on_queue_time(rendered, values):
+    (endpoint,) = rendered["ServiceMonitor"]["spec"]["endpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+    assert rendered["ServiceMonitor"]["metadata"]["labels"]["release"] == values["prometheus"]["release"]
+    hpa = rendered["HorizontalPodAutoscaler"]["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": RELEASE}
+    (metric,) = hpa["metrics"]
+    adapter = yaml.safe_load((ROOT / "deploy" / "helm" / "prometheus-adapter-values.yaml").read_text())
+    (rule,) = adapter["rules"]["custom"]
+    assert metric["pods"]["metric"]["name"] == rule["name"]["as"]
+    assert "nv_inference_queue_duration_us" in rule["metricsQuery"]
+    assert "nv_inference_request_success" in rule["metricsQuery"]
+    assert int(metric["pods"]["target"]["averageValue"]) == values["autoscaling"]["queueTimePerRequestUs"]
+
+
+def test_the_image_pins_the_triton_release_and_tensorrt_of_the_support_table():
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    table = load_support_table()
+    release = re.search(r"^ARG TRITON_RELEASE=(\S+)$", dockerfile, re.MULTILINE)[1]
+    tensorrt = re.search(r"^ARG TENSORRT_VERSION=(\S+)$", dockerfile, re.MULTILINE)[1]
+    assert "FROM nvcr.io/nvidia/tritonserver:${TRITON_RELEASE}-py3" in dockerfile
+    assert table.container == f"nvcr.io/nvidia/tritonserver:{release}-py3"
+    assert table.tensorrt_version.startswith(tensorrt + ".")
+    assert "make repo-gpu" in dockerfile
