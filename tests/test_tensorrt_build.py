@@ -22,11 +22,13 @@ from export.tensorrt import (
     polygraphy_loaders,
 )
 from vhs.engine_names import (
+    CLIP_LLM,
     CLIP_VISION,
     CONNECTOR,
     DIT_PREFIX,
     DIT_SUFFIX,
     LATENT_CONNECTOR,
+    LATENT_LLM,
     LLM,
     TEXT_ENCODER,
     VAE_DECODER,
@@ -52,6 +54,8 @@ def test_opt_batch_is_what_each_engine_sees_in_vhs_mode():
         CLIP_VISION: 4,
         LATENT_CONNECTOR: 4,
         LLM: 4,
+        CLIP_LLM: 4,
+        LATENT_LLM: 4,
     }
 
 
