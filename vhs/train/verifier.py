@@ -35,7 +35,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from transformers import CLIPVisionModel
+from tqdm import tqdm
+from transformers import CLIPVisionModel, Qwen2ForCausalLM
 
 from ..presets import Preset, load_preset
 from ..prompting import VERIFIER_QUESTION
@@ -154,10 +155,10 @@ def classification_loss(logits: torch.Tensor, passed: torch.Tensor, kind: str, c
     raise ValueError(f"loss must be xe, weighted_xe or focal, got {kind!r}")
 
 
-def batches(num_rows: int, steps: int, first_step: int, stage: int):
+def batches(num_rows: int, steps: int, stage: int):
     """Random row indices of each step: the same on every run, different per process rank."""
     rank = dist.get_rank() if dist.is_initialized() else 0
-    for step in range(first_step, steps):
+    for step in range(steps):
         rng = np.random.default_rng([SEED, stage, step, rank])
         yield step, rng.integers(num_rows, size=BATCH_SIZE)
 
@@ -172,7 +173,7 @@ def optimize(
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=peak_lr, weight_decay=0.0)
     model.train()
-    for step, rows in batches(num_rows, steps, 0, stage):
+    for step, rows in tqdm(batches(num_rows, steps, stage), total=steps, desc=f"stage {stage}", leave=False):
         for group in optimizer.param_groups:
             group["lr"] = cosine_learning_rate(step, steps, peak_lr, peak_lr / 10, warmup_steps=steps // 20)
         loss = loss_of_batch(model, rows)
@@ -190,8 +191,6 @@ def optimize(
 
 def train_language_prior(preset: Preset, texts: list[str], out: Path) -> nn.Module:
     """Stage 0: the preset's LLM trained on the world's texts; cached in `out`."""
-    from transformers import Qwen2ForCausalLM
-
     if (out / "config.json").is_file():
         return Qwen2ForCausalLM.from_pretrained(out)
     llm = copy.deepcopy(preset.llm).train().requires_grad_(True)
