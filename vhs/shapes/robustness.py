@@ -181,13 +181,14 @@ def _pair_cases(
     return cases
 
 
-def _outside_depth(shape: str, fraction: float) -> float:
-    """How far (in half box sides) a shape's box must reach past the left border for `fraction`
-    of its area to lie outside."""
+def _outside_depth(shape: str, fraction: float, side: int) -> float:
+    """How far (in half box sides) a shape's box must reach past the border on `side` (0 left,
+    1 top, 2 right, 3 bottom) for `fraction` of its area to lie outside."""
     samples = (np.arange(400) + 0.5) / 200 - 1
-    columns = shape_mask(shape, samples[None, :], samples[:, None]).sum(axis=0)
-    outside = np.cumsum(columns) / columns.sum()
-    return float(samples[np.searchsorted(outside, fraction)] + 1)
+    inside = shape_mask(shape, samples[None, :], samples[:, None])
+    profile = inside.sum(axis=0 if side in (0, 2) else 1)  # area per column or per row
+    profile = profile if side in (0, 1) else profile[::-1]  # counted from that border inwards
+    return float(samples[np.searchsorted(np.cumsum(profile) / profile.sum(), fraction)] + 1)
 
 
 def _cut_cases(count: int, rng: np.random.Generator) -> list[Case]:
@@ -197,17 +198,8 @@ def _cut_cases(count: int, rng: np.random.Generator) -> list[Case]:
     for _ in range(count):
         shape, color = SHAPES[rng.integers(len(SHAPES))], colors[rng.integers(len(colors))]
         size = rng.uniform(0.2, 0.3)
-        # The masks are symmetric left-right; for the other sides rotate the question: a triangle
-        # cut from the top loses its apex, from the bottom its base; both are asked of its columns
-        # or rows below.
         side = int(rng.integers(4))
-        if side in (0, 2) or shape not in ("triangle",):
-            depth = _outside_depth(shape, rng.uniform(0.3, 0.45))
-        else:
-            samples = (np.arange(400) + 0.5) / 200 - 1
-            rows = shape_mask(shape, samples[None, :], samples[:, None]).sum(axis=1)
-            rows = rows if side == 1 else rows[::-1]
-            depth = float(samples[np.searchsorted(np.cumsum(rows) / rows.sum(), rng.uniform(0.3, 0.45))] + 1)
+        depth = _outside_depth(shape, rng.uniform(0.3, 0.45), side)
         inset = (1 - depth) * size / 2  # box centre's distance from the border it crosses
         across = rng.uniform(0.05 + size / 2, 0.95 - size / 2)
         x, y = [(inset, across), (across, inset), (1 - inset, across), (across, 1 - inset)][side]
