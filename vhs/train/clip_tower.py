@@ -24,7 +24,7 @@ from ..presets import load_preset
 from ..shapes import render_scene, sample_training_scene
 from ..verifier import CLIP_IMAGE_MEAN, CLIP_IMAGE_STD
 from .common import LossLog, cosine_learning_rate
-from .verifier import pad_token_ids
+from .verifier import as_model_input, pad_token_ids
 from .verifier_data import load_split
 
 # --- config ---------------------------------------------------------------------------------------
@@ -37,11 +37,6 @@ OUT_DIR = Path("build/train/verifiers/clip_tower")
 # ---------------------------------------------------------------------------------------------------
 
 
-def pixel_values(images: np.ndarray) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [0, 1], the decoder's output range."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
-
-
 def caption_retrieval(model: CLIPModel, images: np.ndarray, caption_ids, caption_mask) -> float:
     """Top-1 accuracy of picking each image's caption among CAPTIONS_PER_RETRIEVAL consecutive ones."""
     hits, total = 0, 0
@@ -50,7 +45,7 @@ def caption_retrieval(model: CLIPModel, images: np.ndarray, caption_ids, caption
             rows = slice(start, start + CAPTIONS_PER_RETRIEVAL)
             logits = model(
                 input_ids=caption_ids[rows], attention_mask=caption_mask[rows],
-                pixel_values=normalise(pixel_values(images[rows])),
+                pixel_values=normalise(as_model_input(images[rows])),
             ).logits_per_image  # fmt: skip
             hits += int((logits.argmax(dim=1) == torch.arange(logits.shape[0])).sum())
             total += logits.shape[0]
@@ -101,7 +96,10 @@ def main() -> None:
             tokenizer, [train_record["captions"][r] for r in rows] + [c for _, c in scenes]
         )
         loss = model(
-            input_ids=ids, attention_mask=mask, pixel_values=normalise(pixel_values(images)), return_loss=True
+            input_ids=ids,
+            attention_mask=mask,
+            pixel_values=normalise(as_model_input(images)),
+            return_loss=True,
         ).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

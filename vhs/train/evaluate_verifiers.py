@@ -26,7 +26,7 @@ from ..shapes import TASKS
 from ..verifier import ClipVisualEncoder, LatentVisualEncoder, MLPConnector, YesNoScorer
 from .verifier import PRESET, VerifierForTraining, question_tensors, score
 from .verifier_data import load_split
-from .verifier_metrics import best_of_n, selection_metrics
+from .verifier_metrics import best_of_n, selection_metrics, task_scores
 
 NUM_CANDIDATES = 4
 
@@ -50,16 +50,10 @@ def load_trained_verifier(folder: Path, preset) -> tuple[VerifierForTraining, st
 def verdict_rows(passed: np.ndarray, tags: list[str], num_candidates: int) -> dict[str, dict]:
     """Best-of-1, mean_of_N and the oracle Best-of-N from the verdicts (prompts, K)."""
     first = passed[:, :num_candidates].astype(float)
-    tags = np.asarray(tags)
-
-    def per_task(values: np.ndarray) -> dict[str, float]:
-        tasks = {tag: float(values[tags == tag].mean()) for tag in TASKS if (tags == tag).any()}
-        return {**tasks, "overall": float(np.mean(list(tasks.values())))}
-
     return {
-        "best_of_1": per_task(first[:, 0]),
-        f"mean_of_{num_candidates}": per_task(first.mean(axis=1)),
-        f"oracle_best_of_{num_candidates}": per_task(first.max(axis=1)),
+        "best_of_1": task_scores(first[:, 0], tags),
+        f"mean_of_{num_candidates}": task_scores(first.mean(axis=1), tags),
+        f"oracle_best_of_{num_candidates}": task_scores(first.max(axis=1), tags),
     }
 
 

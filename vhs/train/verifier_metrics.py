@@ -58,9 +58,13 @@ def best_of_n(
     the served argmax does.
     """
     chosen = np.argmax(scores[:, :num_candidates], axis=1)
-    passed = labels[np.arange(len(labels)), chosen].astype(float)
+    return task_scores(labels[np.arange(len(labels)), chosen].astype(float), tags)
+
+
+def task_scores(values: np.ndarray, tags: list[str]) -> dict[str, float]:
+    """GenEval's summary of per-prompt values (P,): {task: mean, ..., "overall": mean of the tasks}."""
     tags = np.asarray(tags)
-    tasks = {tag: float(passed[tags == tag].mean()) for tag in TASKS if (tags == tag).any()}
+    tasks = {tag: float(values[tags == tag].mean()) for tag in TASKS if (tags == tag).any()}
     return {**tasks, "overall": float(np.mean(list(tasks.values())))}
 
 
