@@ -8,7 +8,9 @@ Scenarios, each a function returning its figures (the tests run them in a short 
     abandoned        requests whose client gives up early: how many the server still ran to the end,
                      and the server's CPU seconds while and after they were abandoned
     bad_inputs       hostile prompts and values: every one gets INVALID_ARG naming the field
-    memory           server RSS (server + stubs) before and after the other scenarios
+    oversized        prompts of many MiB over gRPC and HTTP: refused, and what they cost in memory
+    memory           server memory (PSS of server + stubs) through the steady load and before and
+                     after all of the above
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc
+import tritonclient.http
+from tritonclient.utils import InferenceServerException
 
 from client.retry import NO_RETRY
 from client.vhs_client import AsyncVHSClient, VHSClient, VHSRequestError
@@ -38,7 +43,6 @@ from vhs.serving.supervisor import Supervisor
 
 PROMPT = "a photo of a red circle left of a blue square"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass
@@ -300,15 +304,68 @@ def server_cpu_seconds(server_pid: int) -> float:
     return ticks / CLOCK_TICKS
 
 
-def server_rss_bytes(server_pid: int) -> int:
-    """Resident memory of tritonserver and its live stubs, in bytes (shared pages counted per process)."""
+def server_memory_bytes(server_pid: int) -> int:
+    """Proportional set size (PSS) of tritonserver and its live stubs, in bytes: a page shared by k of
+    them (the Python backend's shared memory, mapped by the server and one stub) counts once in all."""
     total = 0
     for process in _server_processes(server_pid):
         try:
-            total += int((process / "statm").read_text().split()[1]) * PAGE_BYTES
+            rollup = (process / "smaps_rollup").read_text().splitlines()
         except OSError:
             continue
+        total += next(int(line.split()[1]) * 1024 for line in rollup if line.startswith("Pss:"))
     return total
+
+
+def sample_memory(server_pid: int, every_s: float, stop: threading.Event) -> list[int]:
+    """server_memory_bytes now and every `every_s` until `stop` is set (run it in a thread)."""
+    samples = [server_memory_bytes(server_pid)]
+    while not stop.wait(every_s):
+        samples.append(server_memory_bytes(server_pid))
+    return samples
+
+
+@dataclass
+class OversizeFigures:
+    protocol: str
+    megabytes: int
+    answers: Counter  # "status message" (first line, shortened) -> count
+    memory_before: int  # server_memory_bytes
+    memory_after: int
+
+
+def oversized_prompts(server: TritonServer, protocol: str, megabytes: int, repeats: int) -> OversizeFigures:
+    """`repeats` requests, one after another, whose PROMPT is `megabytes` MiB of text, over "grpc" (the
+    project's client) or "http" (tritonclient, binary tensor data), and the server's memory before and
+    after. Triton 2.51 bounds neither protocol's request size: the prompt reaches the orchestrator, which
+    refuses it, after Triton has copied it into the Python backend's shared memory."""
+    prompt = "x" * (megabytes * 2**20)
+    answers: Counter = Counter()
+    memory_before = server_memory_bytes(server.pid)
+    for _ in range(repeats):
+        status, message = _send_prompt(server, protocol, prompt)
+        answers[f"{status} {message.splitlines()[0][:100]}"] += 1
+    time.sleep(0.5)  # the server frees the request after the response has gone out
+    return OversizeFigures(protocol, megabytes, answers, memory_before, server_memory_bytes(server.pid))
+
+
+def _send_prompt(server: TritonServer, protocol: str, prompt: str) -> tuple[str, str]:
+    """(status, message) of one request with `prompt` and nothing else; ("OK", "served") if served."""
+    if protocol == "grpc":
+        with VHSClient(server.grpc_url, retry=NO_RETRY) as client:
+            try:
+                client.generate(prompt)
+            except VHSRequestError as error:
+                return str(error.status), error.message
+        return "OK", "served"
+    with tritonclient.http.InferenceServerClient(server.http_url, network_timeout=120.0) as triton:
+        tensor = tritonclient.http.InferInput(P.PROMPT, [1], "BYTES")
+        tensor.set_data_from_numpy(np.array([prompt.encode()], dtype=np.object_), binary_data=True)
+        try:
+            triton.infer(P.ORCHESTRATOR_MODEL, [tensor])
+        except InferenceServerException as error:
+            return str(error.status()), error.message()
+    return "OK", "served"
 
 
 # Hostile inputs: (what, prompt, extra arguments, field the error must name).
@@ -342,24 +399,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench-load", description=__doc__.splitlines()[0])
     parser.add_argument("--model-repository", required=True, type=Path)
     parser.add_argument("--build-dir", type=Path, default=Path("build/triton"))
-    parser.add_argument("--seconds", type=float, default=20.0, help="steady-load duration")
+    parser.add_argument("--seconds", type=float, default=60.0, help="steady-load duration")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--burst", type=int, default=200, help="requests in the overload burst")
     parser.add_argument("--abandon", type=int, default=200, help="requests given up by their clients")
     parser.add_argument("--abandon-timeout", type=float, default=1.0, help="their client timeout, seconds")
+    parser.add_argument("--oversize", type=int, default=100, help="MiB of the oversized prompts")
     args = parser.parse_args(argv)
 
     with TritonServer(args.model_repository, build_dir=args.build_dir) as server:
         supervisor = Supervisor(server, poll_interval_s=0.5, log=lambda message: None)
-        rss_start = server_rss_bytes(server.pid)
+        memory = {"at start": server_memory_bytes(server.pid)}
         stubs = sum(supervisor.expected_stubs.values())
         print(f"tritonserver ready in {server.startup_s:.1f} s; {stubs} stubs")
-        load = steady_load(server.grpc_url, args.seconds, args.concurrency)
+        sample_every_s = args.seconds / 6
+        stop_sampling = threading.Event()
+        with ThreadPoolExecutor(1) as sampler:
+            samples = sampler.submit(sample_memory, server.pid, sample_every_s, stop_sampling)
+            load = steady_load(server.grpc_url, args.seconds, args.concurrency)
+            stop_sampling.set()
         print(
             f"steady load: {args.concurrency} clients x {args.seconds:.0f} s, vhs N = 4: "
             f"served {load.served}, failed {sum(load.failed.values())} {dict(load.failed)}, "
-            f"p50 {load.p50_ms:.1f} ms, p99 {load.p99_ms:.1f} ms"
+            f"p50 {load.p50_ms:.1f} ms, p99 {load.p99_ms:.1f} ms; memory (PSS, MiB) every "
+            f"{sample_every_s:.0f} s: {' '.join(f'{size / 2**20:.0f}' for size in samples.result())}"
         )
+        memory["after the steady load"] = server_memory_bytes(server.pid)
         for engine in ("dit_suffix", "llm", P.ORCHESTRATOR_MODEL):
             kill = kill_engine(server, supervisor, engine)
             print(
@@ -372,6 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             for message, count in kill.client_errors.most_common(3):
                 print(f"    {count:>4} x {message}")
+        memory["after the kills"] = server_memory_bytes(server.pid)
         burst = overload_burst(server.grpc_url, args.burst)
         print(
             f"overload burst: {burst.requests} clip N = 8 requests at once: served {burst.served}, "
@@ -393,12 +459,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bad inputs:")
         for what, status, message in bad_inputs(server.grpc_url):
             print(f"    {what:<28} {status:<28} {message[:90]}")
-        rss_end = server_rss_bytes(server.pid)
+        memory["after burst, abandoned, bad inputs"] = server_memory_bytes(server.pid)
+        for protocol in ("grpc", "http"):
+            big = oversized_prompts(server, protocol, args.oversize, repeats=3)
+            print(
+                f"oversized: 3 x {big.megabytes} MiB PROMPT over {protocol}: {dict(big.answers)}; memory "
+                f"(PSS) {big.memory_before / 2**20:.0f} -> {big.memory_after / 2**20:.0f} MiB"
+            )
+        memory["after the oversized prompts"] = server_memory_bytes(server.pid)
         live = live_stubs(server.pid, server.model_repository)
+        zombies = [pid for pid, state, _ in children(server.pid) if state == "Z"]
         print(
-            f"memory (tritonserver + stubs RSS): {rss_start / 2**20:.0f} MiB at start, "
-            f"{rss_end / 2**20:.0f} MiB after all of the above; live stubs {sum(live.values())}"
+            "memory (tritonserver + stubs, PSS): "
+            + ", ".join(f"{size / 2**20:.0f} MiB {when}" for when, size in memory.items())
+            + f"; live stubs {sum(live.values())}"
             + ("" if live == supervisor.expected_stubs else f" {dict(live)}")
+            + f", zombie stubs {len(zombies)}"
         )
     return 0
 

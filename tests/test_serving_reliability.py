@@ -16,7 +16,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from benchmarks.load import PROMPT, abandoned, kill_engine, overload_burst, stub_pid
+from benchmarks.load import PROMPT, abandoned, kill_engine, overload_burst, oversized_prompts, stub_pid
 from client.vhs_client import VHSClient
 from vhs.serving.health import live_stubs
 from vhs.serving.server import ADMIN_KEY_HEADER, TritonServer
@@ -131,3 +131,21 @@ def test_abandoned_requests_stop_using_the_engines(server):
     assert gone.statuses["StatusCode.DEADLINE_EXCEEDED"] > 0
     assert gone.engine_candidates < 16 * 8, "abandoned requests must not all run every stage"
     assert gone.cpu_s_after_abandon < 0.5
+
+
+OVERSIZE_MIB = 32
+
+
+def test_oversized_prompts_are_refused_and_cost_memory_once(server):
+    # Triton 2.51 copies a request before the orchestrator can refuse it, and the Python backend's
+    # shared memory keeps its largest size: each of the 2 vhs instances may keep one prompt's size,
+    # the server's heap one more. With Triton's default gRPC request pool every request kept its own
+    # copy as well (6.5 x the size after 4 such requests of 100 MiB, 3 x with the pool off).
+    big = oversized_prompts(server, "grpc", OVERSIZE_MIB, repeats=4)
+    print(big)
+    assert list(big.answers) == [
+        f"StatusCode.INVALID_ARGUMENT PROMPT is {OVERSIZE_MIB * 2**20} bytes long; the limit is 8000"
+    ]
+    assert big.memory_after - big.memory_before < 4 * OVERSIZE_MIB * 2**20
+    with VHSClient(server.grpc_url) as client:
+        assert client.generate(PROMPT, 2, 0).image.shape == (32, 32, 3)

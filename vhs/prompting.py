@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 MAX_PROMPT_CHARS = 2000
+# UTF-8 spends at most 4 bytes on a character: a longer text input is refused before it is decoded.
+MAX_PROMPT_BYTES = 4 * MAX_PROMPT_CHARS
 # The question of the published VHS verifier; `<image>` marks where the visual tokens go.
 IMAGE_PLACEHOLDER = "<image>"
 VERIFIER_QUESTION = (

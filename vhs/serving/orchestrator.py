@@ -20,7 +20,7 @@ from .. import protocol as P
 from ..best_of_n import BestOfN, GenerationOutput, Steps, run_steps, run_steps_async
 from ..errors import EngineError, InvalidRequest
 from ..preset_config import PresetConfig
-from ..prompting import PromptTokenizer
+from ..prompting import MAX_PROMPT_BYTES, PromptTokenizer
 from ..request import GenerationRequest, parse_request
 from .cancellation import RequestCancelled, RequestWatch, stop_when_abandoned
 from .engine_guard import bls_parameters
@@ -277,6 +277,8 @@ def _graph_rows(array: Any, graph_shape: list[int]) -> Any:
 
 def _text(value: Any, name: str) -> str:
     if isinstance(value, bytes):
+        if len(value) > MAX_PROMPT_BYTES:  # before decoding: an oversized input is not copied once more
+            raise InvalidRequest(f"{name} is {len(value)} bytes long; the limit is {MAX_PROMPT_BYTES}")
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError as error:

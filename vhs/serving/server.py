@@ -58,6 +58,10 @@ RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
 ADMIN_KEY_HEADER = "vhs-admin-key"
 ADMIN_KEY_ENV = "VHS_ADMIN_KEY"
 GRPC_HEADER_PREFIX = "triton-grpc-protocol-"
+# Triton 2.51 keeps up to this many gRPC request objects for reuse, each with the capacity of the
+# largest request it ever held: with the default (8) every oversized request kept its size in the
+# server's heap, up to 8 of them. 0 frees each request after its response (docs/operations.md).
+GRPC_INFER_ALLOCATION_POOL_SIZE = 0
 
 
 class TritonServerError(RuntimeError):
@@ -266,6 +270,7 @@ class TritonServer:
             f"--http-port={self.http_port}",
             f"--grpc-address={self.host}",
             f"--grpc-port={self.grpc_port}",
+            f"--grpc-infer-allocation-pool-size={GRPC_INFER_ALLOCATION_POOL_SIZE}",
             f"--metrics-address={self.host}",
             f"--metrics-port={self.metrics_port}",
             f"--backend-config=python,shm-default-byte-size={PYTHON_SHM_DEFAULT_BYTES}",
