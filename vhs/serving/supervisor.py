@@ -7,22 +7,34 @@ between, also for the `vhs` model while its other instance still lives: a reload
 reliable in Triton 2.51). A server that exited, or a dead stub under another mode, gets the whole
 server restarted on the same ports. Clients see UNAVAILABLE meanwhile and retry (client/retry.py).
 
+After a reload, the old version's stubs should exit with its unload. When the `vhs` model's stub is
+killed while it has requests in flight, Triton 2.51 never finishes that unload: the old version's
+other stub stays alive (with all its memory) and the killed one a zombie. The supervisor stops such a
+leftover stub once `stale_grace_s` has passed since the reload (time for the old version's queued
+requests to finish); the zombies stay until tritonserver exits, since only their parent can reap
+them (docs/operations.md).
+
 A Kubernetes deployment runs `vhs-serve` as the container's command, so this loop is the in-pod
 recovery, with probes on the server's own endpoints as the outer one (docs/operations.md).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .health import dead_models, live_stubs
+from .health import dead_models, live_stubs, stub_models
 from .server import TritonServer
 
 DEFAULT_POLL_INTERVAL_S = 0.5
+# Longer than a request of the old version can still take after the reload: 5 s in the vhs queue
+# (its queue timeout) and the run itself.
+DEFAULT_STALE_GRACE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -50,12 +62,16 @@ class Supervisor:
         server: TritonServer,
         poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
         log: Callable[[str], None] = _log_to_stderr,
+        stale_grace_s: float = DEFAULT_STALE_GRACE_S,
     ):
         self.server = server
         self.poll_interval_s = poll_interval_s
         self.log = log
+        self.stale_grace_s = stale_grace_s
         self.recoveries: list[Recovery] = []
         self.expected_stubs = live_stubs(server.pid, server.model_repository)
+        self.stale_stubs: dict[int, tuple[str, float]] = {}  # pid -> (model, time.monotonic() to stop it)
+        self.stopped_stale_stubs: list[int] = []
 
     def check(self) -> list[Recovery]:
         """Recover whatever has failed since the last check; returns the recoveries made now."""
@@ -71,17 +87,42 @@ class Supervisor:
                 self.log(f"model '{model}' lost a Python-backend stub; reloading it")
             if failed and self.server.model_control_mode == "explicit":
                 for model in failed:
-                    self.server.reload_model(model)
+                    self._reload(model)
             elif failed:
                 self._restart()
+            self._stop_stale_stubs()
         recoveries = [Recovery(name, detected_at, time.monotonic()) for name in failed]
         for recovery in recoveries:
             self.log(f"{recovery.failed} serving again after {recovery.seconds:.1f} s")
         self.recoveries += recoveries
         return recoveries
 
+    def _reload(self, model: str) -> None:
+        """Reload `model`; those of its stubs from before that outlive the reload are stopped later."""
+        old = {pid for pid, name in self._stubs().items() if name == model}
+        self.server.reload_model(model)
+        stop_at = time.monotonic() + self.stale_grace_s
+        self.stale_stubs.update({pid: (model, stop_at) for pid in old & set(self._stubs())})
+
+    def _stop_stale_stubs(self) -> None:
+        live = self._stubs()
+        for pid, (model, stop_at) in list(self.stale_stubs.items()):
+            if live.get(pid) != model:  # the old version's unload finished after all
+                del self.stale_stubs[pid]
+            elif time.monotonic() >= stop_at:
+                self.log(
+                    f"stub {pid} of model '{model}' outlived its reload (unload never finished); stopping it"
+                )
+                os.kill(pid, signal.SIGKILL)
+                del self.stale_stubs[pid]
+                self.stopped_stale_stubs.append(pid)
+
+    def _stubs(self) -> dict[int, str]:
+        return stub_models(self.server.pid, self.server.model_repository)
+
     def _restart(self) -> None:
         self.server.restart()
+        self.stale_stubs.clear()
         self.expected_stubs = live_stubs(self.server.pid, self.server.model_repository)
 
     def run(self, stop: threading.Event) -> None:
