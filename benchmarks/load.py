@@ -175,6 +175,19 @@ def kill_engine(
     )
 
 
+def stop_leftovers(supervisor: Supervisor, timeout_s: float) -> None:
+    """Run the supervisor's checks until no stub of an unloaded version waits to be stopped."""
+    deadline = time.monotonic() + timeout_s
+    while supervisor.stale_stubs and time.monotonic() < deadline:
+        time.sleep(supervisor.poll_interval_s)
+        supervisor.check()
+
+
+def zombie_stubs(server: TritonServer) -> list[int]:
+    """Pids of the server's exited children that it has not reaped."""
+    return [pid for pid, state, _ in children(server.pid) if state == "Z"]
+
+
 def stub_pid(server: TritonServer, model: str) -> int:
     """The pid of one live stub of `model`."""
     for pid, name in stub_models(server.pid, server.model_repository).items():
@@ -408,7 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     with TritonServer(args.model_repository, build_dir=args.build_dir) as server:
-        supervisor = Supervisor(server, poll_interval_s=0.5, log=lambda message: None)
+        # The kills' clients have stopped when the grace starts: 5 s is enough to see leftovers go.
+        supervisor = Supervisor(server, poll_interval_s=0.5, log=lambda message: None, stale_grace_s=5.0)
         memory = {"at start": server_memory_bytes(server.pid)}
         stubs = sum(supervisor.expected_stubs.values())
         print(f"tritonserver ready in {server.startup_s:.1f} s; {stubs} stubs")
@@ -433,10 +447,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{kill.readiness_went_false}; requests meanwhile: served {kill.requests_during.served}, "
                 f"failed {dict(kill.requests_during.failed)}; a client with retries: served "
                 f"{kill.retrying_client.served}, failed {dict(kill.retrying_client.failed)}, slowest "
-                f"{max(kill.retrying_client.latencies_ms, default=float('nan')) / 1e3:.1f} s"
+                f"{max(kill.retrying_client.latencies_ms, default=float('nan')) / 1e3:.1f} s; "
+                f"zombie stubs now {len(zombie_stubs(server))}"
             )
             for message, count in kill.client_errors.most_common(3):
                 print(f"    {count:>4} x {message}")
+        stop_leftovers(supervisor, timeout_s=30.0)
+        print(
+            f"stubs of unloaded versions stopped by the supervisor: {supervisor.stopped_stale_stubs}; "
+            f"zombie stubs: {len(zombie_stubs(server))}"
+        )
         memory["after the kills"] = server_memory_bytes(server.pid)
         burst = overload_burst(server.grpc_url, args.burst)
         print(
@@ -468,13 +488,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         memory["after the oversized prompts"] = server_memory_bytes(server.pid)
         live = live_stubs(server.pid, server.model_repository)
-        zombies = [pid for pid, state, _ in children(server.pid) if state == "Z"]
         print(
             "memory (tritonserver + stubs, PSS): "
             + ", ".join(f"{size / 2**20:.0f} MiB {when}" for when, size in memory.items())
             + f"; live stubs {sum(live.values())}"
             + ("" if live == supervisor.expected_stubs else f" {dict(live)}")
-            + f", zombie stubs {len(zombies)}"
+            + f", zombie stubs {len(zombie_stubs(server))}"
         )
     return 0
 
