@@ -3,6 +3,8 @@
     with VHSClient("127.0.0.1:8001") as client:
         result = client.generate("a photo of a red circle", num_candidates=4, seed=0)
         result.image  # uint8 [H, W, 3], result.scores float32 [N], result.selected int
+        result = client.generate("a photo of a red circle", budget_ms=50)  # the largest N that fits
+        result.num_candidates_used, result.predicted_ms
 
 Tensor names and modes come from `vhs/protocol.py`, the contract the orchestrator implements.
 Optional inputs are sent only when given, so the server's preset supplies the defaults. Any error the
@@ -60,6 +62,7 @@ class ImageRequest:
     seed: int | None = None
     mode: str | None = None
     return_candidates: bool = False
+    budget_ms: float | None = None  # a time budget: N is the largest, up to num_candidates, that fits
 
 
 @dataclass
@@ -72,6 +75,9 @@ class GenerationResult:
     timings_ms: server-side milliseconds per stage, as the orchestrator measured them.
     candidate_images: uint8 [N, H, W, 3] when requested with return_candidates, else None.
     round_trip_ms: client-side wall time of the request, transport included.
+    num_candidates_used: the N the server generated (chosen by the budget when one was sent).
+    predicted_ms: with a budget, the server's predicted time at that N (above the budget when not
+        even N = 1 was predicted to fit); NaN without one.
     """
 
     image: np.ndarray
@@ -80,6 +86,8 @@ class GenerationResult:
     timings_ms: dict[str, float]
     candidate_images: np.ndarray | None
     round_trip_ms: float
+    num_candidates_used: int
+    predicted_ms: float
 
 
 class VHSClient:
@@ -137,12 +145,17 @@ class VHSClient:
         seed: int | None = None,
         mode: str | None = None,
         return_candidates: bool = False,
+        budget_ms: float | None = None,
     ) -> GenerationResult:
         """Generate N candidates for `prompt` and return the verifier's pick (see GenerationResult).
 
+        budget_ms: a time budget (milliseconds in the server): N becomes the largest, up to
+        num_candidates (or the preset's max_candidates), whose predicted time fits it.
         Raises VHSRequestError with Triton's message on any server or connection error.
         """
-        return self.generate_request(ImageRequest(prompt, num_candidates, seed, mode, return_candidates))
+        return self.generate_request(
+            ImageRequest(prompt, num_candidates, seed, mode, return_candidates, budget_ms)
+        )
 
     def generate_request(self, request: ImageRequest) -> GenerationResult:
         """`generate` for an ImageRequest, UNAVAILABLE retried per `self.retry`."""
@@ -216,10 +229,11 @@ class AsyncVHSClient:
         seed: int | None = None,
         mode: str | None = None,
         return_candidates: bool = False,
+        budget_ms: float | None = None,
     ) -> GenerationResult:
         """As VHSClient.generate, awaitable."""
         return await self.generate_request(
-            ImageRequest(prompt, num_candidates, seed, mode, return_candidates)
+            ImageRequest(prompt, num_candidates, seed, mode, return_candidates, budget_ms)
         )
 
     async def generate_request(self, request: ImageRequest) -> GenerationResult:
@@ -275,6 +289,8 @@ def build_inputs(triton: ModuleType, request: ImageRequest) -> list[Any]:
         values[P.SEED] = np.array([request.seed], dtype=np.int64)
     if request.mode is not None:
         values[P.MODE] = np.array([request.mode.encode("utf-8")], dtype=np.object_)
+    if request.budget_ms is not None:
+        values[P.BUDGET_MS] = np.array([request.budget_ms], dtype=np.float32)
     inputs = []
     for name, value in values.items():
         tensor = triton.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
@@ -291,7 +307,7 @@ def server_timeout_us(timeout_s: float) -> int:
 
 def requested_outputs(triton: ModuleType, return_candidates: bool) -> list[Any]:
     """The outputs to ask for: CANDIDATE_IMAGES only when the candidates were requested."""
-    names = [P.IMAGE, P.SCORES, P.SELECTED, P.TIMINGS]
+    names = [P.IMAGE, P.SCORES, P.SELECTED, P.TIMINGS, P.NUM_CANDIDATES_USED, P.PREDICTED_MS]
     if return_candidates:
         names.append(P.CANDIDATE_IMAGES)
     return [triton.InferRequestedOutput(name) for name in names]
@@ -312,4 +328,6 @@ def decode_response(response: Any, return_candidates: bool, round_trip_ms: float
         timings_ms={stage: float(ms) for stage, ms in json.loads(timings).items()},
         candidate_images=response.as_numpy(P.CANDIDATE_IMAGES) if return_candidates else None,
         round_trip_ms=round_trip_ms,
+        num_candidates_used=int(response.as_numpy(P.NUM_CANDIDATES_USED).reshape(-1)[0]),
+        predicted_ms=float(response.as_numpy(P.PREDICTED_MS).reshape(-1)[0]),
     )

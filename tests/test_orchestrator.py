@@ -14,6 +14,8 @@ import torch
 from vhs import protocol as P
 from vhs.best_of_n import BestOfN
 from vhs.errors import EngineError
+from vhs.modes import MODES
+from vhs.serving.budget import CALIBRATION_ROUNDS
 from vhs.serving.engine_guard import ENGINE_TOKEN_ENV, ENGINE_TOKEN_PARAMETER
 from vhs.serving.orchestrator import BLSEngineRunner, Orchestrator, error_response
 
@@ -179,7 +181,7 @@ def outputs_of(response):
     return {t.name(): t.as_numpy() for t in response.output_tensors}
 
 
-def request_tensors(prompt=PROMPT_BYTES, n=None, seed=None, mode=None):
+def request_tensors(prompt=PROMPT_BYTES, n=None, seed=None, mode=None, budget_ms=None):
     tensors = [FakeTensor(P.PROMPT, np.array([prompt], dtype=np.object_))]
     if n is not None:
         tensors.append(FakeTensor(P.NUM_CANDIDATES, np.array([n], dtype=np.int32)))
@@ -187,6 +189,8 @@ def request_tensors(prompt=PROMPT_BYTES, n=None, seed=None, mode=None):
         tensors.append(FakeTensor(P.SEED, np.array([seed], dtype=np.int64)))
     if mode is not None:
         tensors.append(FakeTensor(P.MODE, np.array([mode], dtype=np.object_)))
+    if budget_ms is not None:
+        tensors.append(FakeTensor(P.BUDGET_MS, np.array([budget_ms], dtype=np.float32)))
     return tensors
 
 
@@ -260,8 +264,17 @@ def test_mode_none_keeps_n_and_returns_every_candidate(served):
 
 def test_response_carries_every_protocol_output(served):
     outputs = outputs_of(served.orchestrator.execute([FakeRequest(request_tensors(n=2))])[0])
-    assert set(outputs) == {P.IMAGE, P.SCORES, P.SELECTED, P.TIMINGS, P.CANDIDATE_IMAGES}
+    assert set(outputs) == {
+        P.IMAGE,
+        P.SCORES,
+        P.SELECTED,
+        P.TIMINGS,
+        P.CANDIDATE_IMAGES,
+        P.NUM_CANDIDATES_USED,
+        P.PREDICTED_MS,
+    }
     assert outputs[P.IMAGE].dtype == np.uint8 and outputs[P.SELECTED].dtype == np.int32
+    assert outputs[P.NUM_CANDIDATES_USED].tolist() == [2] and np.isnan(outputs[P.PREDICTED_MS]).all()
     assert outputs[P.CANDIDATE_IMAGES].shape == (0, 32, 32, 3)
     assert "dit_prefix" in json.loads(outputs[P.TIMINGS][0])
 
@@ -278,6 +291,14 @@ def test_response_carries_every_protocol_output(served):
         (request_tensors(seed=-5), "SEED"),
         (request_tensors(mode=b"best"), "MODE"),
         (request_tensors(mode=b"\xff"), "MODE must be UTF-8"),
+        (
+            request_tensors(budget_ms=0.0),
+            "BUDGET_MS must be a positive, finite number of milliseconds, got 0.0",
+        ),
+        (request_tensors(budget_ms=-20.0), "BUDGET_MS .* got -20.0"),
+        (request_tensors(budget_ms=float("nan")), "BUDGET_MS .* got nan"),
+        (request_tensors(budget_ms=float("inf")), "BUDGET_MS .* got inf"),
+        (request_tensors(n=0, budget_ms=50.0), "NUM_CANDIDATES"),
     ],
 )
 def test_bad_values_become_invalid_arg_naming_the_field(served, tensors, field):
@@ -407,3 +428,60 @@ def test_a_new_verifier_kind_is_one_table_entry_plus_its_module(tiny_pipeline, t
     assert served.selected == reference.selected
     np.testing.assert_array_equal(served.image, reference.image)
     np.testing.assert_allclose(served.scores, reference.scores, rtol=1e-6)
+
+
+# --- BUDGET_MS -------------------------------------------------------------------------------------
+
+
+def test_first_budget_request_calibrates_the_mode_then_serves_the_reference_at_its_n(served, tiny_pipeline):
+    """Calibration: the request's mode at N = 1 and N = max_candidates, CALIBRATION_ROUNDS times each,
+    before the request itself; the next budget request of the mode goes straight to its engines."""
+    max_n = served.orchestrator.config.max_candidates
+    outputs = outputs_of(
+        served.orchestrator.execute([FakeRequest(request_tensors(seed=4, budget_ms=1e6))])[0]
+    )
+    per_request = len(MODES["vhs"].engines)
+    assert len(served.calls) == (2 * CALIBRATION_ROUNDS + 1) * per_request
+    assert served.calls[-per_request:] == list(MODES["vhs"].batch_sizes(max_n).items())
+    assert outputs[P.NUM_CANDIDATES_USED].tolist() == [max_n], "no NUM_CANDIDATES: the cap is max_candidates"
+    assert 0 < outputs[P.PREDICTED_MS][0] < 1e6
+    reference = tiny_pipeline(PROMPT, max_n, 4, "vhs")
+    np.testing.assert_array_equal(outputs[P.IMAGE], reference.image)
+    np.testing.assert_allclose(outputs[P.SCORES], reference.scores, rtol=1e-6)
+
+    served.calls.clear()
+    outputs = outputs_of(served.orchestrator.execute([FakeRequest(request_tensors(n=3, budget_ms=1e6))])[0])
+    assert outputs[P.NUM_CANDIDATES_USED].tolist() == [3], "NUM_CANDIDATES caps N"
+    assert len(served.calls) == per_request
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_budget_n_is_the_latency_models_choice_and_its_result_the_reference_at_that_n(
+    served, tiny_pipeline, driver
+):
+    """Requests without a budget teach the model too (no calibration is needed after N = 1 and N =
+    8 were served); a budget request then gets the N the model says fits, with either driver."""
+    orchestrator, model = served.orchestrator, served.orchestrator.budget.model
+    for _ in range(3):
+        orchestrator.execute([FakeRequest(request_tensors(n=n, mode=b"clip")) for n in (1, 8)])
+    assert model.is_calibrated("clip", 8)
+    budget_ms = (model.predict_ms("clip", 2) + model.predict_ms("clip", 7)) / 2
+    expected_n, expected_ms = model.largest_fitting("clip", budget_ms, 8)
+    served.calls.clear()
+    request = FakeRequest(request_tensors(seed=9, mode=b"clip", budget_ms=budget_ms))
+    execute = (
+        orchestrator.execute if driver == "sync" else lambda r: asyncio.run(orchestrator.execute_async(r))
+    )
+    outputs = outputs_of(execute([request])[0])
+    assert outputs[P.NUM_CANDIDATES_USED].tolist() == [expected_n]
+    assert outputs[P.PREDICTED_MS][0] == pytest.approx(expected_ms, rel=1e-6) and expected_ms <= budget_ms
+    assert len(served.calls) == len(MODES["clip"].engines), "no calibration"
+    reference = tiny_pipeline(PROMPT, expected_n, 9, "clip")
+    np.testing.assert_array_equal(outputs[P.IMAGE], reference.image)
+    np.testing.assert_allclose(outputs[P.SCORES], reference.scores, rtol=1e-6)
+
+
+def test_a_budget_below_one_candidate_is_served_at_n_1_with_its_prediction(served):
+    outputs = outputs_of(served.orchestrator.execute([FakeRequest(request_tensors(budget_ms=1e-3))])[0])
+    assert outputs[P.NUM_CANDIDATES_USED].tolist() == [1]
+    assert outputs[P.PREDICTED_MS][0] > 1e-3

@@ -91,7 +91,7 @@ class BestOfN:
         mode = MODES[request.mode]
         timings_ms = {"tokenize": request.tokenize_ms}
         # Without a verifier the answer is candidate 0, which depends only on (seed, 0): generate it alone.
-        candidates = list(range(request.num_candidates if mode.verifies else 1))
+        candidates = list(range(mode.generated_candidates(request.num_candidates)))
         tokens = request.tokens
 
         # 1. Encode the prompt once; every candidate shares the embeddings and the question.

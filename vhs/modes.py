@@ -72,11 +72,26 @@ class VerifierMode:
     def decodes_every_candidate(self) -> bool:
         return VAE_DECODER in self.stages_for_every_candidate
 
+    def generated_candidates(self, num_candidates: int) -> int:
+        """How many candidates a request for `num_candidates` generates: all N with a verifier,
+        candidate 0 alone without one."""
+        return num_candidates if self.verifies else 1
+
+    def batch_sizes(self, num_candidates: int) -> dict[str, int]:
+        """Rows each engine of a request for `num_candidates` is called with, in call order: the
+        generated candidates up to and through the verifier, one for the text encoder and the winner."""
+        generated = self.generated_candidates(num_candidates)
+        verifier = (self.visual_encoder, self.llm) if self.verifies else ()
+        return {
+            TEXT_ENCODER: 1,
+            **{engine: generated for engine in (*self.stages_for_every_candidate, *verifier)},
+            **{engine: 1 for engine in self.stages_for_the_winner},
+        }
+
     @property
     def engines(self) -> tuple[str, ...]:
         """Every engine a request in this mode calls, in call order."""
-        verifier = (self.visual_encoder, self.llm) if self.verifies else ()
-        return (TEXT_ENCODER, *self.stages_for_every_candidate, *verifier, *self.stages_for_the_winner)
+        return tuple(self.batch_sizes(1))
 
 
 MODES: dict[str, VerifierMode] = {

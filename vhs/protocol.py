@@ -12,6 +12,9 @@ PROMPT = "PROMPT"  # BYTES [1], UTF-8 text, required
 NUM_CANDIDATES = "NUM_CANDIDATES"  # INT32 [1], optional, default from the preset
 SEED = "SEED"  # INT64 [1], optional, default 0
 MODE = "MODE"  # BYTES [1], optional, a mode of the table in vhs/modes.py, default "vhs"
+# FP32 [1], optional: a time budget in milliseconds; N becomes the largest N, up to NUM_CANDIDATES (or
+# the preset's max_candidates without it), whose predicted time in the orchestrator fits it.
+BUDGET_MS = "BUDGET_MS"
 
 # Outputs of the `vhs` model.
 IMAGE = "IMAGE"  # UINT8 [H, W, 3], the selected candidate
@@ -19,6 +22,10 @@ SCORES = "SCORES"  # FP32 [N], P(yes) of every candidate ([0] in a mode without 
 SELECTED = "SELECTED"  # INT32 [1], index of the selected candidate
 TIMINGS = "TIMINGS"  # BYTES [1], JSON object {stage: milliseconds}
 CANDIDATE_IMAGES = "CANDIDATE_IMAGES"  # UINT8 [N, H, W, 3] if requested, else [0, H, W, 3]
+NUM_CANDIDATES_USED = "NUM_CANDIDATES_USED"  # INT32 [1], the N this request was served with
+# FP32 [1], with BUDGET_MS the predicted time (ms) at NUM_CANDIDATES_USED, above BUDGET_MS when not even
+# N = 1 was predicted to fit (served with N = 1 anyway); NaN without BUDGET_MS.
+PREDICTED_MS = "PREDICTED_MS"
 
 # Request parameter (Triton request `parameters`) that asks for CANDIDATE_IMAGES. It forces every
 # candidate to be decoded, so it is a debugging aid, never part of a timed run.

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from ..errors import EngineError, InvalidRequest
 from ..preset_config import PresetConfig
 from ..prompting import MAX_PROMPT_BYTES, PromptTokenizer
 from ..request import GenerationRequest, parse_request
+from .budget import BudgetPlanner
 from .cancellation import RequestCancelled, RequestWatch, stop_when_abandoned
 from .engine_guard import bls_parameters
 from .health import engine_unavailable
@@ -45,6 +48,11 @@ class Orchestrator:
     engines: BLSEngineRunner
     image_shape: tuple[int, int, int]  # (H, W, 3) of an output image
     metrics: OrchestratorMetrics | None = None  # the custom metrics on Triton's metrics port
+    budget: BudgetPlanner | None = None  # BUDGET_MS (vhs/serving/budget.py); made from best_of_n if None
+
+    def __post_init__(self):
+        if self.budget is None:
+            self.budget = BudgetPlanner(self.best_of_n, self.config.max_candidates)
 
     def execute(self, requests: list) -> list:
         """One response per request, in order; a failed request gets an error response."""
@@ -71,16 +79,24 @@ class Orchestrator:
 
     def steps(self, request: Any) -> tuple[GenerationRequest, Steps]:
         """One Triton request, validated (raises InvalidRequest), and its engine calls; the calls raise
-        RequestCancelled before a call once the client has given up (vhs/serving/cancellation.py)."""
+        RequestCancelled before a call once the client has given up (vhs/serving/cancellation.py).
+
+        With BUDGET_MS, N is chosen here (a first budget request in a mode may calibrate the latency
+        model through the engines first); every request's time teaches the model, except one that
+        also decodes every candidate (outside the timed stages)."""
+        started = time.perf_counter()
         generation, return_candidates = self.read_request(request)
+        generation = self.budget.plan(generation, self.engines)
         steps = self.best_of_n.steps(generation, return_candidates)
+        if not return_candidates:
+            steps = self.budget.timed(generation, steps, started)
         return generation, stop_when_abandoned(steps, RequestWatch(request))
 
     def respond(self, generation: GenerationRequest, output: GenerationOutput) -> Any:
         """The response of a finished request, counted in the metrics."""
         if self.metrics is not None:
             self.metrics.record(generation, output)
-        return self.write_response(output)
+        return self.write_response(generation, output)
 
     def fail(self, error: Exception) -> Any:
         """The error response of a failed request, counted in the metrics."""
@@ -100,6 +116,7 @@ class Orchestrator:
         num_candidates = self._scalar(request, P.NUM_CANDIDATES)
         seed = self._scalar(request, P.SEED)
         mode = self._scalar(request, P.MODE)
+        budget_ms = self._scalar(request, P.BUDGET_MS)
         generation = parse_request(
             self.config,
             self.prompt_tokenizer,
@@ -107,12 +124,14 @@ class Orchestrator:
             None if num_candidates is None else int(num_candidates),
             None if seed is None else int(seed),
             None if mode is None else _text(mode, P.MODE),
+            None if budget_ms is None else float(budget_ms),
         )
         parameters = json.loads(request.parameters() or "{}")
         return generation, _flag(parameters.get(P.RETURN_CANDIDATES, False))
 
-    def write_response(self, output: GenerationOutput) -> Any:
+    def write_response(self, generation: GenerationRequest, output: GenerationOutput) -> Any:
         """GenerationOutput -> Triton InferenceResponse with every output of vhs/protocol.py."""
+        predicted_ms = math.nan if generation.predicted_ms is None else generation.predicted_ms
         candidates = output.candidate_images
         if candidates is None:
             candidates = np.zeros((0, *self.image_shape), dtype=np.uint8)
@@ -124,6 +143,10 @@ class Orchestrator:
                 P.TIMINGS, np.array([json.dumps(output.timings_ms).encode()], dtype=np.object_)
             ),
             self.pb_utils.Tensor(P.CANDIDATE_IMAGES, candidates),
+            self.pb_utils.Tensor(
+                P.NUM_CANDIDATES_USED, np.array([generation.num_candidates], dtype=np.int32)
+            ),
+            self.pb_utils.Tensor(P.PREDICTED_MS, np.array([predicted_ms], dtype=np.float32)),
         ]
         return self.pb_utils.InferenceResponse(output_tensors=tensors)
 

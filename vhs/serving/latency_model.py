@@ -1,0 +1,154 @@
+"""How long a request of a given mode and N will take: the latency model behind BUDGET_MS.
+
+Every timed stage of a request (the keys of its TIMINGS: `tokenize`, each engine) costs a fixed time
+plus a time per row it is handed; the rows come from the mode table (`VerifierMode.batch_sizes`: N
+for the stages every generated candidate goes through, 1 for the text encoder and the winner's
+stages). What the orchestrator spends outside the stages (reading the request, noise, slicing) is
+one more stage per mode, `<mode> overhead`, with one row per generated candidate.
+
+The model learns from the requests it is shown (`observe`):
+
+- per stage and row count, the last `stage_window` measured times (a window, so the model follows a
+  machine that becomes busier or idler, while the row counts seen once, such as the calibration's,
+  keep their own measurements);
+- per stage, a Theil-Sen line through all of them (the median of the pairwise slopes: one slow call
+  on a shared machine does not move it, even at a row count measured only once): the fixed cost
+  (intercept) and the per-row cost (slope, never negative, so a larger N is never predicted to be
+  cheaper);
+- for the whole request, the ratio of each measured request time to the line's prediction made
+  before it ran, over the last `residual_window` requests; the prediction is multiplied by the
+  `quantile` of these ratios. Slow stages of one request tend to come together (another process
+  took the cores), so the spread is measured on whole requests, not added up per stage.
+
+`predict_ms(mode, n)` is therefore a high quantile of the request time, not its mean: a budget that
+fits the prediction is met by about `quantile` of the requests while the machine behaves as it did
+over the window.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+from scipy.stats import theilslopes
+
+from ..modes import MODES
+
+STAGE_WINDOW = 16
+RESIDUAL_WINDOW = 64
+QUANTILE = 0.95
+# Until a few requests have been measured against a prediction, the margin is at least this.
+MIN_RESIDUALS = 5
+PRIOR_MARGIN = 1.25
+
+
+def overhead_stage(mode: str) -> str:
+    """The pseudo-stage of a mode's time outside its timed stages."""
+    return f"{mode} overhead"
+
+
+def stage_rows(mode: str, stages: tuple[str, ...], num_candidates: int) -> dict[str, int]:
+    """Rows each of `stages` handles in a request for `num_candidates` in `mode`: an engine's batch
+    size from the mode table, the generated candidates for the overhead, 1 for anything else
+    (tokenize)."""
+    table = MODES[mode]
+    rows = table.batch_sizes(num_candidates)
+    rows[overhead_stage(mode)] = table.generated_candidates(num_candidates)
+    return {stage: rows.get(stage, 1) for stage in stages}
+
+
+class LatencyModel:
+    """Per-stage fixed + per-row costs and a whole-request margin, learned from measured requests."""
+
+    def __init__(
+        self,
+        quantile: float = QUANTILE,
+        stage_window: int = STAGE_WINDOW,
+        residual_window: int = RESIDUAL_WINDOW,
+    ):
+        if not 0.0 < quantile <= 1.0:
+            raise ValueError(f"quantile must be in (0, 1], got {quantile}")
+        self.quantile = quantile
+        self.stage_window = stage_window
+        self._samples: dict[str, dict[int, deque[float]]] = {}  # stage -> rows -> recent times (ms)
+        self._costs: dict[str, tuple[float, float]] = {}  # stage_cost of the current samples
+        self._stages: dict[str, tuple[str, ...]] = {}  # mode -> the stages its requests report
+        self._ratios: deque[float] = deque(maxlen=residual_window)
+
+    def observe(
+        self, mode: str, num_candidates: int, timings_ms: dict[str, float], request_ms: float
+    ) -> None:
+        """Learn from one finished request.
+
+        timings_ms: its TIMINGS ({stage: ms}); request_ms: its whole time in the orchestrator.
+        """
+        if self.can_predict(mode, num_candidates):  # measure the margin on predictions made before it ran
+            self._ratios.append(request_ms / self.typical_ms(mode, num_candidates))
+        stages = (*timings_ms, overhead_stage(mode))
+        self._stages[mode] = tuple(dict.fromkeys((*self._stages.get(mode, ()), *stages)))
+        times = {**timings_ms, overhead_stage(mode): max(request_ms - sum(timings_ms.values()), 0.0)}
+        for stage, rows in stage_rows(mode, stages, num_candidates).items():
+            by_rows = self._samples.setdefault(stage, {})
+            by_rows.setdefault(rows, deque(maxlen=self.stage_window)).append(times[stage])
+            self._costs.pop(stage, None)
+
+    def can_predict(self, mode: str, num_candidates: int) -> bool:
+        """Whether every stage of `mode` has been measured at this N's rows, or at two row counts
+        (a line to read it from)."""
+        stages = self._stages.get(mode)
+        if not stages:
+            return False
+        return all(
+            rows in self._samples.get(stage, {}) or len(self._samples.get(stage, {})) >= 2
+            for stage, rows in stage_rows(mode, stages, num_candidates).items()
+        )
+
+    def is_calibrated(self, mode: str, max_candidates: int) -> bool:
+        """Whether every N from 1 to `max_candidates` can be predicted in `mode`."""
+        return all(self.can_predict(mode, n) for n in range(1, max_candidates + 1))
+
+    def stage_cost(self, stage: str) -> tuple[float, float]:
+        """(fixed ms, ms per row) of `stage`: the Theil-Sen line through its measurements; a stage
+        seen at one row count only costs its median whatever the rows."""
+        if stage not in self._costs:
+            by_rows = self._samples[stage]
+            rows = np.concatenate([np.full(len(times), r, dtype=np.float64) for r, times in by_rows.items()])
+            times = np.concatenate([np.asarray(times, dtype=np.float64) for times in by_rows.values()])
+            per_row, fixed = 0.0, np.median(times)
+            if len(by_rows) > 1:
+                with np.errstate(invalid="ignore"):  # its confidence interval (unused) is NaN on ties
+                    per_row, fixed = theilslopes(times, rows, method="joint")[:2]
+            if per_row < 0:  # noise between row counts: no evidence of a per-row cost
+                per_row, fixed = 0.0, np.median(times)
+            self._costs[stage] = (float(fixed), float(per_row))
+        return self._costs[stage]
+
+    def typical_ms(self, mode: str, num_candidates: int) -> float:
+        """The sum of the stage lines at this N's rows: a typical request, before the margin."""
+        if not self.can_predict(mode, num_candidates):
+            raise ValueError(f"mode {mode!r} at N = {num_candidates} has not been measured enough to predict")
+        total = 0.0
+        for stage, rows in stage_rows(mode, self._stages[mode], num_candidates).items():
+            fixed, per_row = self.stage_cost(stage)
+            total += max(fixed + per_row * rows, 0.0)
+        return total
+
+    def margin(self) -> float:
+        """The factor from a typical request to the `quantile` of measured requests."""
+        if len(self._ratios) < MIN_RESIDUALS:
+            return max(PRIOR_MARGIN, *self._ratios)
+        return float(np.quantile(np.array(self._ratios), self.quantile))
+
+    def predict_ms(self, mode: str, num_candidates: int) -> float:
+        """The predicted `quantile` of the time of a request in `mode` for `num_candidates`, in ms."""
+        return self.typical_ms(mode, num_candidates) * self.margin()
+
+    def largest_fitting(self, mode: str, budget_ms: float, max_candidates: int) -> tuple[int, float]:
+        """(N, predicted ms): the largest N <= max_candidates whose prediction fits `budget_ms`, or
+        N = 1 when none does (its prediction then exceeds the budget)."""
+        margin = self.margin()
+        for n in range(max_candidates, 0, -1):
+            predicted = self.typical_ms(mode, n) * margin
+            if predicted <= budget_ms or n == 1:
+                return n, predicted
+        raise ValueError(f"max_candidates must be >= 1, got {max_candidates}")
