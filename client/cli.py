@@ -90,6 +90,7 @@ def format_result(result: GenerationResult, budget_ms: float | None = None) -> s
     lines += ["", f"{'stage':<{stage_width}}  {'ms':>9}"]
     lines += [f"{stage:<{stage_width}}  {ms:>9.2f}" for stage, ms in result.timings_ms.items()]
     lines.append(f"{'sum of stages':<{stage_width}}  {sum(result.timings_ms.values()):>9.2f}")
+    lines.append(f"{'request (server)':<{stage_width}}  {result.request_ms:>9.2f}")
     lines.append(f"{'round trip (client)':<{stage_width}}  {result.round_trip_ms:>9.2f}")
     return "\n".join(lines)
 

@@ -78,6 +78,8 @@ class GenerationResult:
     num_candidates_used: the N the server generated (chosen by the budget when one was sent).
     predicted_ms: with a budget, the server's predicted time at that N (above the budget when not
         even N = 1 was predicted to fit); NaN without one.
+    request_ms: the request's measured time in the orchestrator, the time a budget bounds (NaN with
+        return_candidates).
     """
 
     image: np.ndarray
@@ -88,6 +90,7 @@ class GenerationResult:
     round_trip_ms: float
     num_candidates_used: int
     predicted_ms: float
+    request_ms: float
 
 
 class VHSClient:
@@ -307,7 +310,7 @@ def server_timeout_us(timeout_s: float) -> int:
 
 def requested_outputs(triton: ModuleType, return_candidates: bool) -> list[Any]:
     """The outputs to ask for: CANDIDATE_IMAGES only when the candidates were requested."""
-    names = [P.IMAGE, P.SCORES, P.SELECTED, P.TIMINGS, P.NUM_CANDIDATES_USED, P.PREDICTED_MS]
+    names = [P.IMAGE, P.SCORES, P.SELECTED, P.TIMINGS, P.NUM_CANDIDATES_USED, P.PREDICTED_MS, P.REQUEST_MS]
     if return_candidates:
         names.append(P.CANDIDATE_IMAGES)
     return [triton.InferRequestedOutput(name) for name in names]
@@ -330,4 +333,5 @@ def decode_response(response: Any, return_candidates: bool, round_trip_ms: float
         round_trip_ms=round_trip_ms,
         num_candidates_used=int(response.as_numpy(P.NUM_CANDIDATES_USED).reshape(-1)[0]),
         predicted_ms=float(response.as_numpy(P.PREDICTED_MS).reshape(-1)[0]),
+        request_ms=float(response.as_numpy(P.REQUEST_MS).reshape(-1)[0]),
     )

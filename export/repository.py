@@ -108,6 +108,7 @@ def orchestrator_config(image_shape: list[int], instances: int) -> mc.ModelConfi
             _tensor(mc.ModelOutput, P.CANDIDATE_IMAGES, "uint8", [-1, height, width, channels]),
             _tensor(mc.ModelOutput, P.NUM_CANDIDATES_USED, "int32", [1]),
             _tensor(mc.ModelOutput, P.PREDICTED_MS, "float32", [1]),
+            _tensor(mc.ModelOutput, P.REQUEST_MS, "float32", [1]),
         ]
     )
     # One prompt per request (max_batch_size 0): the dynamic batcher is there for its queue policy,

@@ -23,12 +23,15 @@ from vhs import protocol as P
 @pytest.mark.parametrize("triton", [tritonclient.grpc, tritonclient.http])
 def test_optional_inputs_are_sent_only_when_given(triton):
     assert [tensor.name() for tensor in build_inputs(triton, ImageRequest("a red circle"))] == [P.PROMPT]
-    full = build_inputs(triton, ImageRequest("a red circle", num_candidates=4, seed=3, mode="clip"))
+    full = build_inputs(
+        triton, ImageRequest("a red circle", num_candidates=4, seed=3, mode="clip", budget_ms=40.5)
+    )
     assert {tensor.name(): tensor.datatype() for tensor in full} == {
         P.PROMPT: "BYTES",
         P.NUM_CANDIDATES: "INT32",
         P.SEED: "INT64",
         P.MODE: "BYTES",
+        P.BUDGET_MS: "FP32",
     }
 
 
@@ -45,11 +48,34 @@ def test_result_table_marks_the_selected_candidate_and_sums_stages():
         timings_ms={"dit_prefix": 1.0, "llm": 2.0},
         candidate_images=None,
         round_trip_ms=4.0,
+        num_candidates_used=2,
+        predicted_ms=float("nan"),
+        request_ms=3.5,
     )
     lines = format_result(result).splitlines()
     assert lines[1].split() == ["0", "0.2500"]
     assert lines[2].split() == ["1", "0.7500", "<-", "selected"]
-    assert "sum of stages" in lines[-2] and lines[-2].split()[-1] == "3.00"
+    assert "sum of stages" in lines[-3] and lines[-3].split()[-1] == "3.00"
+    assert "request (server)" in lines[-2] and lines[-2].split()[-1] == "3.50"
+
+
+@pytest.mark.parametrize(
+    ("predicted_ms", "verdict"), [(38.25, "(fits)"), (61.0, "(does not fit even at N = 1)")]
+)
+def test_result_table_with_a_budget_says_the_n_and_whether_it_fits(predicted_ms, verdict):
+    result = GenerationResult(
+        image=np.zeros((8, 8, 3), np.uint8),
+        scores=np.array([0.5], np.float32),
+        selected=0,
+        timings_ms={"dit_prefix": 1.0},
+        candidate_images=None,
+        round_trip_ms=4.0,
+        num_candidates_used=1,
+        predicted_ms=predicted_ms,
+        request_ms=3.5,
+    )
+    first = format_result(result, budget_ms=40.0).splitlines()[0]
+    assert first == f"budget 40.00 ms: N = 1, predicted {predicted_ms:.2f} ms {verdict}"
 
 
 def test_contact_sheet_frames_the_selected_candidate():
@@ -91,6 +117,9 @@ def test_mode_without_a_verifier_gets_a_sheet_and_a_table_without_scores():
         timings_ms={"dit_prefix": 1.0},
         candidate_images=candidates,
         round_trip_ms=2.0,
+        num_candidates_used=3,
+        predicted_ms=float("nan"),
+        request_ms=float("nan"),
     )
     assert format_result(result).splitlines()[0] == "candidate 0 selected (no verifier in this mode)"
 

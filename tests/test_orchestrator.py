@@ -272,9 +272,12 @@ def test_response_carries_every_protocol_output(served):
         P.CANDIDATE_IMAGES,
         P.NUM_CANDIDATES_USED,
         P.PREDICTED_MS,
+        P.REQUEST_MS,
     }
     assert outputs[P.IMAGE].dtype == np.uint8 and outputs[P.SELECTED].dtype == np.int32
     assert outputs[P.NUM_CANDIDATES_USED].tolist() == [2] and np.isnan(outputs[P.PREDICTED_MS]).all()
+    stages_ms = sum(json.loads(outputs[P.TIMINGS][0]).values())
+    assert stages_ms <= outputs[P.REQUEST_MS][0] < stages_ms + 1000
     assert outputs[P.CANDIDATE_IMAGES].shape == (0, 32, 32, 3)
     assert "dit_prefix" in json.loads(outputs[P.TIMINGS][0])
 

@@ -58,6 +58,7 @@ class GenerationOutput:
     selected: int
     timings_ms: dict[str, float] = field(default_factory=dict)
     candidate_images: np.ndarray | None = None  # (N, H, W, 3) uint8 when requested
+    request_ms: float | None = None  # the served request's whole time in the orchestrator, when measured
 
 
 Steps = Generator[EngineCall, Tensors, GenerationOutput]

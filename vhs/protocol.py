@@ -26,6 +26,10 @@ NUM_CANDIDATES_USED = "NUM_CANDIDATES_USED"  # INT32 [1], the N this request was
 # FP32 [1], with BUDGET_MS the predicted time (ms) at NUM_CANDIDATES_USED, above BUDGET_MS when not even
 # N = 1 was predicted to fit (served with N = 1 anyway); NaN without BUDGET_MS.
 PREDICTED_MS = "PREDICTED_MS"
+# FP32 [1], the request's measured time in the orchestrator (ms), from taking the request to its last
+# stage: what BUDGET_MS bounds (Triton's hop into the Python model, its queue and the network come on
+# top); NaN for a request with return_candidates (untimed).
+REQUEST_MS = "REQUEST_MS"
 
 # Request parameter (Triton request `parameters`) that asks for CANDIDATE_IMAGES. It forces every
 # candidate to be decoded, so it is a debugging aid, never part of a timed run.

@@ -7,10 +7,11 @@ the latency model (`latency_model.py`) predicts to fit, or N = 1 when not even o
 steps so that every finished request, with or without a budget, teaches the model.
 
 The model needs measurements before it can predict. The first budget request of a mode the model
-cannot yet predict runs the mode's calibration first, through the same engines and driver: the
-request itself at N = 1 and N = max_candidates, `CALIBRATION_ROUNDS` times each (BLS cannot be used
-in a Python model's `initialize`, so this is the earliest moment). That one request takes the
-calibration's time on top of its own.
+cannot yet predict runs the mode's calibration first, through the same engines (the sync BLS runner,
+under either step driver): the request itself at N = 1 and N = max_candidates, `CALIBRATION_ROUNDS`
+times each (BLS cannot be used in a Python model's `initialize`, so this is the earliest moment).
+That one request takes the calibration's time on top of its own, which its own measured time leaves
+out.
 """
 
 from __future__ import annotations
@@ -35,14 +36,18 @@ class BudgetPlanner:
         self.max_candidates = max_candidates
         self.model = model if model is not None else LatencyModel()
 
-    def plan(self, generation: GenerationRequest, run: Any) -> GenerationRequest:
+    def needs_calibration(self, generation: GenerationRequest) -> bool:
+        """Whether `generation` has a budget that the model cannot yet plan for: some N up to its cap
+        in its mode cannot be predicted."""
+        return generation.budget_ms is not None and not self.model.is_calibrated(
+            generation.mode, generation.num_candidates
+        )
+
+    def plan(self, generation: GenerationRequest) -> GenerationRequest:
         """`generation` with N chosen for its budget (unchanged without one) and the prediction at
-        that N in `predicted_ms`. `run(engine, **inputs)` calls an engine (the sync BLS runner), used
-        only by a calibration."""
+        that N in `predicted_ms`; calibrate first where `needs_calibration`."""
         if generation.budget_ms is None:
             return generation
-        if not self.model.is_calibrated(generation.mode, generation.num_candidates):
-            self.calibrate(generation, run)
         num_candidates, predicted_ms = self.model.largest_fitting(
             generation.mode, generation.budget_ms, generation.num_candidates
         )
@@ -50,7 +55,8 @@ class BudgetPlanner:
 
     def calibrate(self, generation: GenerationRequest, run: Any) -> None:
         """Measure `generation`'s mode at the smallest and the largest N (the request's own prompt
-        and seed), `CALIBRATION_ROUNDS` times each; the outputs are discarded."""
+        and seed), `CALIBRATION_ROUNDS` times each, with `run(engine, **inputs)` (the sync BLS runner);
+        the outputs are discarded."""
         mode = MODES[generation.mode]
         sizes = [1, self.max_candidates]
         if mode.batch_sizes(1) == mode.batch_sizes(self.max_candidates):  # N changes no batch: once is enough
@@ -62,8 +68,9 @@ class BudgetPlanner:
 
     def timed(self, generation: GenerationRequest, steps: Steps, started: float) -> Steps:
         """`steps` of `generation`, whose time since `started` (time.perf_counter() seconds) and
-        TIMINGS the model learns when they finish; works under both step drivers."""
+        TIMINGS the model learns when they finish; the output carries that time in `request_ms`.
+        Works under both step drivers."""
         output = yield from steps
         request_ms = (time.perf_counter() - started) * 1e3
         self.model.observe(generation.mode, generation.num_candidates, output.timings_ms, request_ms)
-        return output
+        return dataclasses.replace(output, request_ms=request_ms)

@@ -3,40 +3,44 @@
 Every timed stage of a request (the keys of its TIMINGS: `tokenize`, each engine) costs a fixed time
 plus a time per row it is handed; the rows come from the mode table (`VerifierMode.batch_sizes`: N
 for the stages every generated candidate goes through, 1 for the text encoder and the winner's
-stages). What the orchestrator spends outside the stages (reading the request, noise, slicing) is
-one more stage per mode, `<mode> overhead`, with one row per generated candidate.
+stages). What the orchestrator spends outside the stages (reading the request, planning, noise,
+slicing) is one more stage per mode, `<mode> overhead`, with one row per generated candidate.
 
 The model learns from the requests it is shown (`observe`):
 
-- per stage and row count, the last `stage_window` measured times (a window, so the model follows a
-  machine that becomes busier or idler, while the row counts seen once, such as the calibration's,
-  keep their own measurements);
-- per stage, a Theil-Sen line through all of them (the median of the pairwise slopes: one slow call
-  on a shared machine does not move it, even at a row count measured only once): the fixed cost
-  (intercept) and the per-row cost (slope, never negative, so a larger N is never predicted to be
-  cheaper);
-- for the whole request, the ratio of each measured request time to the line's prediction made
+- per stage and row count, the median of the last `stage_window` measured times. A median, so one
+  slow call on a shared machine does not move it; a row count counts only once it has
+  `MIN_GROUP_SAMPLES` times, so a slow call at a row count seen for the first time cannot either. A
+  window per row count, so the model follows a machine that becomes busier or idler while the
+  row counts served rarely, such as the calibration's, keep their own measurements;
+- per stage, the least-squares line through those medians: the fixed cost (intercept) and the
+  per-row cost (slope, never negative, so a larger N is never predicted to be cheaper);
+- for the whole request, the ratio of each measured request time to the lines' prediction made
   before it ran, over the last `residual_window` requests; the prediction is multiplied by the
   `quantile` of these ratios. Slow stages of one request tend to come together (another process
   took the cores), so the spread is measured on whole requests, not added up per stage.
 
 `predict_ms(mode, n)` is therefore a high quantile of the request time, not its mean: a budget that
 fits the prediction is met by about `quantile` of the requests while the machine behaves as it did
-over the window.
+over the window. Everything is cached between observations: planning a request costs well under a
+millisecond.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections import deque
 
 import numpy as np
-from scipy.stats import theilslopes
 
 from ..modes import MODES
 
 STAGE_WINDOW = 16
-RESIDUAL_WINDOW = 64
-QUANTILE = 0.95
+RESIDUAL_WINDOW = 128
+QUANTILE = 0.97
+# A row count of a stage enters its line once measured this often (the median of three ignores one
+# slow call).
+MIN_GROUP_SAMPLES = 3
 # Until a few requests have been measured against a prediction, the margin is at least this.
 MIN_RESIDUALS = 5
 PRIOR_MARGIN = 1.25
@@ -71,9 +75,12 @@ class LatencyModel:
         self.quantile = quantile
         self.stage_window = stage_window
         self._samples: dict[str, dict[int, deque[float]]] = {}  # stage -> rows -> recent times (ms)
-        self._costs: dict[str, tuple[float, float]] = {}  # stage_cost of the current samples
         self._stages: dict[str, tuple[str, ...]] = {}  # mode -> the stages its requests report
         self._ratios: deque[float] = deque(maxlen=residual_window)
+        # Derived from the samples, dropped when they change.
+        self._medians: dict[str, dict[int, float]] = {}
+        self._costs: dict[str, tuple[float, float]] = {}
+        self._margin: float | None = None
 
     def observe(
         self, mode: str, num_candidates: int, timings_ms: dict[str, float], request_ms: float
@@ -82,15 +89,27 @@ class LatencyModel:
 
         timings_ms: its TIMINGS ({stage: ms}); request_ms: its whole time in the orchestrator.
         """
-        if self.can_predict(mode, num_candidates):  # measure the margin on predictions made before it ran
+        if self.can_predict(mode, num_candidates):  # the margin is measured on predictions made before
             self._ratios.append(request_ms / self.typical_ms(mode, num_candidates))
+            self._margin = None
         stages = (*timings_ms, overhead_stage(mode))
         self._stages[mode] = tuple(dict.fromkeys((*self._stages.get(mode, ()), *stages)))
         times = {**timings_ms, overhead_stage(mode): max(request_ms - sum(timings_ms.values()), 0.0)}
         for stage, rows in stage_rows(mode, stages, num_candidates).items():
             by_rows = self._samples.setdefault(stage, {})
             by_rows.setdefault(rows, deque(maxlen=self.stage_window)).append(times[stage])
+            self._medians.pop(stage, None)
             self._costs.pop(stage, None)
+
+    def medians(self, stage: str) -> dict[int, float]:
+        """{rows: median ms} of `stage` over the row counts measured at least MIN_GROUP_SAMPLES times."""
+        if stage not in self._medians:
+            self._medians[stage] = {
+                rows: statistics.median(times)
+                for rows, times in sorted(self._samples.get(stage, {}).items())
+                if len(times) >= MIN_GROUP_SAMPLES
+            }
+        return self._medians[stage]
 
     def can_predict(self, mode: str, num_candidates: int) -> bool:
         """Whether every stage of `mode` has been measured at this N's rows, or at two row counts
@@ -98,29 +117,26 @@ class LatencyModel:
         stages = self._stages.get(mode)
         if not stages:
             return False
-        return all(
-            rows in self._samples.get(stage, {}) or len(self._samples.get(stage, {})) >= 2
-            for stage, rows in stage_rows(mode, stages, num_candidates).items()
-        )
+        for stage, rows in stage_rows(mode, stages, num_candidates).items():
+            medians = self.medians(stage)
+            if rows not in medians and len(medians) < 2:
+                return False
+        return True
 
     def is_calibrated(self, mode: str, max_candidates: int) -> bool:
         """Whether every N from 1 to `max_candidates` can be predicted in `mode`."""
         return all(self.can_predict(mode, n) for n in range(1, max_candidates + 1))
 
     def stage_cost(self, stage: str) -> tuple[float, float]:
-        """(fixed ms, ms per row) of `stage`: the Theil-Sen line through its measurements; a stage
-        seen at one row count only costs its median whatever the rows."""
+        """(fixed ms, ms per row) of `stage`: the least-squares line through its per-row-count
+        medians; a stage measured at one row count costs its median whatever the rows."""
         if stage not in self._costs:
-            by_rows = self._samples[stage]
-            rows = np.concatenate([np.full(len(times), r, dtype=np.float64) for r, times in by_rows.items()])
-            times = np.concatenate([np.asarray(times, dtype=np.float64) for times in by_rows.values()])
-            per_row, fixed = 0.0, np.median(times)
-            if len(by_rows) > 1:
-                with np.errstate(invalid="ignore"):  # its confidence interval (unused) is NaN on ties
-                    per_row, fixed = theilslopes(times, rows, method="joint")[:2]
-            if per_row < 0:  # noise between row counts: no evidence of a per-row cost
-                per_row, fixed = 0.0, np.median(times)
-            self._costs[stage] = (float(fixed), float(per_row))
+            medians = self.medians(stage)
+            rows, times = np.array(list(medians), dtype=np.float64), np.array(list(medians.values()))
+            per_row = 0.0
+            if len(rows) > 1:
+                per_row = max(float(np.cov(rows, times)[0, 1] / np.var(rows, ddof=1)), 0.0)
+            self._costs[stage] = (float(times.mean() - per_row * rows.mean()), per_row)
         return self._costs[stage]
 
     def typical_ms(self, mode: str, num_candidates: int) -> float:
@@ -135,9 +151,12 @@ class LatencyModel:
 
     def margin(self) -> float:
         """The factor from a typical request to the `quantile` of measured requests."""
-        if len(self._ratios) < MIN_RESIDUALS:
-            return max(PRIOR_MARGIN, *self._ratios)
-        return float(np.quantile(np.array(self._ratios), self.quantile))
+        if self._margin is None:
+            if len(self._ratios) < MIN_RESIDUALS:
+                self._margin = max([PRIOR_MARGIN, *self._ratios])
+            else:
+                self._margin = float(np.quantile(np.array(self._ratios), self.quantile))
+        return self._margin
 
     def predict_ms(self, mode: str, num_candidates: int) -> float:
         """The predicted `quantile` of the time of a request in `mode` for `num_candidates`, in ms."""
@@ -146,9 +165,8 @@ class LatencyModel:
     def largest_fitting(self, mode: str, budget_ms: float, max_candidates: int) -> tuple[int, float]:
         """(N, predicted ms): the largest N <= max_candidates whose prediction fits `budget_ms`, or
         N = 1 when none does (its prediction then exceeds the budget)."""
-        margin = self.margin()
         for n in range(max_candidates, 0, -1):
-            predicted = self.typical_ms(mode, n) * margin
+            predicted = self.predict_ms(mode, n)
             if predicted <= budget_ms or n == 1:
                 return n, predicted
         raise ValueError(f"max_candidates must be >= 1, got {max_candidates}")

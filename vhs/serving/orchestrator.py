@@ -86,7 +86,10 @@ class Orchestrator:
         also decodes every candidate (outside the timed stages)."""
         started = time.perf_counter()
         generation, return_candidates = self.read_request(request)
-        generation = self.budget.plan(generation, self.engines)
+        if self.budget.needs_calibration(generation):
+            self.budget.calibrate(generation, self.engines)
+            started = time.perf_counter()  # the calibration is not this request's own time
+        generation = self.budget.plan(generation)
         steps = self.best_of_n.steps(generation, return_candidates)
         if not return_candidates:
             steps = self.budget.timed(generation, steps, started)
@@ -132,6 +135,7 @@ class Orchestrator:
     def write_response(self, generation: GenerationRequest, output: GenerationOutput) -> Any:
         """GenerationOutput -> Triton InferenceResponse with every output of vhs/protocol.py."""
         predicted_ms = math.nan if generation.predicted_ms is None else generation.predicted_ms
+        request_ms = math.nan if output.request_ms is None else output.request_ms
         candidates = output.candidate_images
         if candidates is None:
             candidates = np.zeros((0, *self.image_shape), dtype=np.uint8)
@@ -147,6 +151,7 @@ class Orchestrator:
                 P.NUM_CANDIDATES_USED, np.array([generation.num_candidates], dtype=np.int32)
             ),
             self.pb_utils.Tensor(P.PREDICTED_MS, np.array([predicted_ms], dtype=np.float32)),
+            self.pb_utils.Tensor(P.REQUEST_MS, np.array([request_ms], dtype=np.float32)),
         ]
         return self.pb_utils.InferenceResponse(output_tensors=tensors)
 
