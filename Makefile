@@ -8,7 +8,7 @@ EXPORT := $(BUILD)/$(PRESET)
 REPO   ?= $(EXPORT)/model_repository
 SOURCES := $(shell find vhs export model_repository -name '*.py' -o -name '*.json' -o -name '*.safetensors')
 
-.PHONY: setup test lint export serve demo perf bench-latency bench-load eval-shapes evaluator-robustness clean repo-gpu
+.PHONY: setup test lint export serve demo perf bench-latency bench-load bench-served-budget eval-shapes evaluator-robustness clean repo-gpu
 
 setup: $(VENV)/.installed
 
@@ -45,6 +45,12 @@ perf: export
 # Latency of every mode (served vhs/clip/latent/none, in-process vhs) at N = 1, 2, 4, 8, same run.
 bench-latency: export
 	$(PYTHON) -m benchmarks.latency --preset $(PRESET) --model-repository $(REPO) --output out/bench \
+		--build-dir $(BUILD)/triton
+
+# BUDGET_MS through the real server at concurrency 1 (vhs and clip, 200 requests each): the N the
+# budgets chose and the share of requests within their budget; CSV in out/served-budget.
+bench-served-budget: export
+	$(PYTHON) -m benchmarks.served_budget --model-repository $(REPO) --output out/served-budget \
 		--build-dir $(BUILD)/triton
 
 # Inside the serving image (deploy/Dockerfile) on a GPU host: the GPU model repository of $(PRESET)

@@ -236,6 +236,13 @@ def test_vhs_mode_sends_all_candidates_in_one_call_per_stage(served):
     ]
 
 
+@pytest.mark.parametrize("mode", ["vhs", "clip", "latent", "none"])
+def test_the_mode_tables_batch_sizes_are_the_calls_a_request_makes(served, mode):
+    """The latency model reads a request's batch sizes from the mode table; they must be the calls."""
+    generate(served.orchestrator, FakeRequest(request_tensors(n=3, mode=mode.encode())))
+    assert served.calls == list(MODES[mode].batch_sizes(3).items())
+
+
 def test_defaults_come_from_the_preset(served):
     generation, return_candidates = served.orchestrator.read_request(FakeRequest(request_tensors()))
     assert (generation.num_candidates, generation.seed, generation.mode) == (

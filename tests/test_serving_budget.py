@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
+from benchmarks.served_budget import PROMPT, predicted_range, summary, sweep
 from client.cli import main as cli_main
 from client.vhs_client import VHSClient, VHSRequestError
 from export.repository import orchestrator_config, write_config
@@ -22,9 +23,7 @@ from vhs.serving.server import TritonServer
 
 pytestmark = pytest.mark.server  # starts a real tritonserver
 
-PROMPT = "a photo of a red circle left of a blue square"
 MAX_N = 8  # tiny-random's max_candidates
-WARM_UP_REQUESTS = 16  # after the calibration: enough measured requests for the margin
 # Requests whose time is compared with their budget: with ~3 % expected over it (the model's 0.97
 # quantile), more than 10 % over happens by chance about once in a thousand runs.
 REQUESTS = 100
@@ -45,62 +44,41 @@ def client(server):
     with VHSClient(server.grpc_url) as connected:
         first = connected.generate(PROMPT, mode="vhs", budget_ms=1e6)  # calibrates the vhs mode
         assert first.num_candidates_used == MAX_N
-        for seed in range(WARM_UP_REQUESTS):
-            connected.generate(PROMPT, seed=seed, mode="vhs", budget_ms=1e6)
         yield connected
 
 
-def predicted_range(client):
-    """(predicted ms at N = 1, at N = MAX_N) as the server predicts them now."""
-    return (
-        client.generate(PROMPT, mode="vhs", budget_ms=1e-3).predicted_ms,
-        client.generate(PROMPT, mode="vhs", budget_ms=1e6).predicted_ms,
-    )
-
-
-def compute_ms(server, requests):
-    """Triton's own cumulative compute time of the vhs model (ms) once it has counted `requests`
-    successful requests (the statistics can lag a response by a moment)."""
-    deadline = time.monotonic() + 10
+def compute_ms(server):
+    """Triton's own cumulative compute time of the vhs model (ms), read once its request count has
+    settled (the statistics can lag a response by a moment)."""
+    counts = []
     with grpcclient.InferenceServerClient(server.grpc_url) as triton:
-        while True:
+        while len(counts) < 2 or counts[-1][0] != counts[-2][0]:
+            time.sleep(0.2)
             stats = triton.get_inference_statistics(P.ORCHESTRATOR_MODEL, as_json=True)["model_stats"][0]
-            counted = int(stats["inference_stats"]["success"].get("count", 0))
-            if counted >= requests or time.monotonic() > deadline:
-                return int(stats["inference_stats"]["compute_infer"]["ns"]) / 1e6, counted
+            compute = stats["inference_stats"]["compute_infer"]
+            counts.append((int(compute.get("count", 0)), int(compute.get("ns", 0)) / 1e6))
+    return counts[-1][1]
 
 
 def test_requests_finish_within_their_budget_at_concurrency_1(server, client):
-    """Budgets between the predictions for N = 1 and N = 8: >= 90 % of the requests whose budget fits
-    N = 1 (the others are served at N = 1 and say so) finish within it, as the orchestrator measures
-    them (REQUEST_MS, checked against Triton's own compute time of the request)."""
-    low, high = predicted_range(client)
-    budgets = np.linspace(low * 1.1, high * 1.2, 5)
-    rows = []
-    before_ms, counted = compute_ms(server, 0)
-    for index in range(REQUESTS):
-        budget_ms = float(budgets[index % len(budgets)])
-        result = client.generate(PROMPT, seed=index, mode="vhs", budget_ms=budget_ms)
-        after_ms, counted = compute_ms(server, counted + 1)
-        rows.append((budget_ms, result, after_ms - before_ms))
-        before_ms = after_ms
-    counted = [(budget, result, triton) for budget, result, triton in rows if result.predicted_ms <= budget]
-    within = [result.request_ms <= budget for budget, result, _ in counted]
-    round_trip_within = [result.round_trip_ms <= budget for budget, result, _ in counted]
-    print(
-        f"predicted N=1 {low:.1f} ms, N={MAX_N} {high:.1f} ms; {len(counted)} of {len(rows)} budgets "
-        f"fit N = 1; within budget: {np.mean(within):.0%} (server), {np.mean(round_trip_within):.0%} "
-        f"(client round trip); N used: {sorted({result.num_candidates_used for _, result, _ in rows})}"
-    )
-    assert len(counted) >= 0.75 * REQUESTS
-    assert np.mean(within) >= 0.9
-    assert {result.num_candidates_used for _, result, _ in rows} - {1, MAX_N}, "the budgets choose N"
-    for _, result, triton_ms in rows:
-        assert result.request_ms <= triton_ms, "the orchestrator's time is inside Triton's compute time"
+    """`make bench-served-budget`'s sweep, 100 requests with budgets between the server's current
+    predictions for N = 1 and N = 8: >= 90 % of the requests whose budget fits N = 1 (the others are
+    served at N = 1 and say so) finish within it, as the orchestrator measures them (REQUEST_MS:
+    inside the client's round trip, and in all inside Triton's own compute time)."""
+    before_ms = compute_ms(server)
+    records = sweep(client, "vhs", REQUESTS)
+    served_ms = compute_ms(server) - before_ms
+    print(summary(records))
+    fitting = [record for record in records if record.predicted_ms <= record.budget_ms]
+    assert len(fitting) >= 0.75 * REQUESTS
+    assert np.mean([record.request_ms <= record.budget_ms for record in fitting]) >= 0.9
+    assert {record.num_candidates_used for record in records} - {1, MAX_N}, "the budgets choose N"
+    assert all(record.request_ms < record.round_trip_ms for record in records)
+    assert sum(record.request_ms for record in records) < served_ms
 
 
 def test_a_larger_budget_never_gives_a_smaller_n(client):
-    low, high = predicted_range(client)
+    low, high = predicted_range(client, "vhs")
     ladder = np.geomspace(low * 0.5, high * 2.0, 12)
     for _ in range(3):
         chosen = [client.generate(PROMPT, mode="vhs", budget_ms=float(b)).num_candidates_used for b in ladder]
@@ -111,7 +89,9 @@ def test_a_larger_budget_never_gives_a_smaller_n(client):
 @pytest.mark.parametrize("mode", ["vhs", "clip"])
 def test_a_budget_request_equals_the_reference_at_the_n_it_used(client, tiny_pipeline, mode):
     budget = client.generate(PROMPT, seed=7, mode=mode, budget_ms=1e6)  # calibrates clip, once
-    low, high = predicted_range(client) if mode == "vhs" else (budget.predicted_ms / 2, budget.predicted_ms)
+    low, high = (
+        predicted_range(client, "vhs") if mode == "vhs" else (budget.predicted_ms / 2, budget.predicted_ms)
+    )
     served = client.generate(PROMPT, seed=7, mode=mode, budget_ms=(low + high) / 2)
     fixed = client.generate(PROMPT, served.num_candidates_used, seed=7, mode=mode)
     reference = tiny_pipeline(PROMPT, served.num_candidates_used, 7, mode)
