@@ -54,11 +54,12 @@ def test_orchestrator_config_is_the_protocol(exported_tiny):
     config = read_config(exported_tiny / "model_repository" / "vhs" / "config.pbtxt")
     assert config.max_batch_size == 0 and config.backend == "python"
     inputs = {t.name: t for t in config.input}
-    assert list(inputs) == [P.PROMPT, P.NUM_CANDIDATES, P.SEED, P.MODE]
+    assert list(inputs) == [P.PROMPT, P.NUM_CANDIDATES, P.SEED, P.MODE, P.BUDGET_MS]
     assert not inputs[P.PROMPT].optional and all(
-        inputs[n].optional for n in (P.NUM_CANDIDATES, P.SEED, P.MODE)
+        inputs[n].optional for n in (P.NUM_CANDIDATES, P.SEED, P.MODE, P.BUDGET_MS)
     )
     assert mc.DataType.Name(inputs[P.SEED].data_type) == "TYPE_INT64"
+    assert mc.DataType.Name(inputs[P.BUDGET_MS].data_type) == "TYPE_FP32"
     outputs = {t.name: list(t.dims) for t in config.output}
     assert outputs == {
         P.IMAGE: [32, 32, 3],
@@ -66,6 +67,9 @@ def test_orchestrator_config_is_the_protocol(exported_tiny):
         P.SELECTED: [1],
         P.TIMINGS: [1],
         P.CANDIDATE_IMAGES: [-1, 32, 32, 3],
+        P.NUM_CANDIDATES_USED: [1],
+        P.PREDICTED_MS: [1],
+        P.REQUEST_MS: [1],
     }
     version = exported_tiny / "model_repository" / "vhs" / "1"
     assert {"model.py", "manifest.json", "tokenizer", "llm_tokenizer"} <= {p.name for p in version.iterdir()}
