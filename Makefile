@@ -8,7 +8,7 @@ EXPORT := $(BUILD)/$(PRESET)
 REPO   ?= $(EXPORT)/model_repository
 SOURCES := $(shell find vhs export model_repository -name '*.py' -o -name '*.json' -o -name '*.safetensors')
 
-.PHONY: setup test lint export serve demo perf bench-latency bench-load bench-served-budget eval-shapes evaluator-robustness clean repo-gpu
+.PHONY: setup test lint export serve demo bench bench-quick bench-load bench-served-budget eval-shapes evaluator-robustness clean repo-gpu
 
 setup: $(VENV)/.installed
 
@@ -38,14 +38,21 @@ $(EXPORT)/manifest.json: $(VENV)/.installed $(SOURCES)
 demo: export
 	$(PYTHON) -m client.demo --model-repository $(REPO) --output out/demo --build-dir $(BUILD)/triton
 
-# perf_analyzer on the `vhs` model (vhs and clip mode, concurrency 1..4) with per-engine batching.
-perf: export
-	$(PYTHON) -m benchmarks.perf --model-repository $(REPO) --output out/perf --build-dir $(BUILD)/triton
+# The served path measured (benchmarks/bench.py): perf_analyzer for every mode x N {1,2,4,8} x
+# concurrency {1,2,4,8} with the shipped prompts, the stage split, FLOPs and memory per engine, the
+# paper's table, served vs in-process ONNX Runtime; CSV + Markdown + PNG in out/bench (~25 min on
+# 2 cores). Each preset of BENCH_PRESETS is exported first; after the first, the paper's point only.
+BENCH_PRESETS ?= shapes
+bench: setup
+	for preset in $(BENCH_PRESETS); do $(MAKE) export PRESET=$$preset || exit 1; done
+	$(PYTHON) -m benchmarks.bench --presets $(BENCH_PRESETS) --build $(BUILD) \
+		--output out/bench
 
-# Latency of every mode (served vhs/clip/latent/none, in-process vhs) at N = 1, 2, 4, 8, same run.
-bench-latency: export
-	$(PYTHON) -m benchmarks.latency --preset $(PRESET) --model-repository $(REPO) --output out/bench \
-		--build-dir $(BUILD)/triton
+# The same on a reduced grid (N {1,4} x concurrency {1,4}, shorter windows): < 5 min, proves the harness.
+bench-quick: setup
+	for preset in $(BENCH_PRESETS); do $(MAKE) export PRESET=$$preset || exit 1; done
+	$(PYTHON) -m benchmarks.bench --quick --presets $(BENCH_PRESETS) \
+		--build $(BUILD) --output out/bench/quick
 
 # BUDGET_MS through the real server at concurrency 1 (vhs and clip, 200 requests each): the N the
 # budgets chose and the share of requests within their budget; CSV in out/served-budget.

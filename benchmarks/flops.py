@@ -116,6 +116,24 @@ def count_flops(components: dict) -> dict[str, float]:
     return flops
 
 
+def engine_flops(preset) -> dict[str, float]:
+    """FLOPs of one row of every engine the preset serves (a candidate; the text encoder: the prompt),
+    counted on the modules the graphs are exported from, with the exporter's example inputs."""
+    from export.graphs import example_inputs
+    from vhs.engines import build_engines
+
+    engines = build_engines(preset)
+    inputs = example_inputs(preset, engines, batch=1)
+    return count_flops({name: (engine, inputs[name]) for name, engine in engines.items()})
+
+
+def request_flops(per_row: dict[str, float], mode: str, num_candidates: int) -> float:
+    """FLOPs of one request: every engine of `mode` times the rows it runs (`VerifierMode.engine_rows`)."""
+    from vhs.modes import MODES
+
+    return sum(per_row[engine] * rows for engine, rows in MODES[mode].engine_rows(num_candidates).items())
+
+
 def flop_table(preset_name: str = "shapes") -> tuple[str, bool]:
     """(markdown table of per-candidate GFLOP and ratios to the DiT, whether every ratio is within 2x)."""
     from vhs.presets import load_preset

@@ -26,7 +26,7 @@ ORCHESTRATOR_MODEL_PY = Path(__file__).resolve().parent.parent / "model_reposito
 # Queue policy (docs/operations.md). The vhs model's queue is the service's back-pressure: with
 # ORCHESTRATOR_MAX_QUEUE requests waiting, the next one is refused at once with UNAVAILABLE
 # instead of waiting without bound. 16 is about half a second of work at the saturated rate that
-# `make perf` and `make bench-load` measure for N = 4 on the 2-core development machine (~35
+# `make bench` and `make bench-load` measure for N = 4 on the 2-core development machine (~35
 # requests/s); a request that waited ORCHESTRATOR_QUEUE_TIMEOUT_US (or the client's own `timeout`,
 # which overrides it) is dropped from the queue. An engine has at most one BLS request in flight
 # per orchestrator instance, so its bound only catches direct callers.

@@ -93,6 +93,16 @@ class VerifierMode:
         """Every engine a request in this mode calls, in call order."""
         return tuple(self.batch_sizes(1))
 
+    def engine_rows(self, num_candidates: int) -> dict[str, int]:
+        """{engine: rows it runs} for one request of N candidates; each engine is called once.
+
+        The text encoder runs the prompt once and the winner's stages one row; the rest run every
+        candidate, which is candidate 0 alone without a verifier.
+        """
+        candidates = num_candidates if self.verifies else 1
+        once = (TEXT_ENCODER, *self.stages_for_the_winner)
+        return {engine: 1 if engine in once else candidates for engine in self.engines}
+
 
 MODES: dict[str, VerifierMode] = {
     mode.name: mode

@@ -171,19 +171,11 @@ def load_orchestrator(model_dir: Path, pb_utils: Any) -> Orchestrator:
     Raises ManifestError when the manifest is unreadable or the engine graphs beside it are not the
     ones it describes.
     """
-    from transformers import AutoTokenizer
-
     manifest = load_manifest(model_dir / MANIFEST_FILE)
     # model_dir is <repository>/vhs/<version>: refuse graphs that are not the ones this manifest describes.
     verify_engine_files(manifest, model_dir.parent.parent)
     config = PresetConfig(**manifest["preset"])
-    prompt_tokenizer = PromptTokenizer(
-        AutoTokenizer.from_pretrained(model_dir / TEXT_TOKENIZER_DIR),
-        AutoTokenizer.from_pretrained(model_dir / LLM_TOKENIZER_DIR),
-        config.text_max_length,
-        config.question_max_length,
-        config.complex_human_instruction,
-    )
+    prompt_tokenizer = load_prompt_tokenizer(model_dir, config)
     return Orchestrator(
         pb_utils=pb_utils,
         best_of_n=BestOfN(tuple(manifest["latent_shape"]), config.max_timesteps, config.guidance_scale),
@@ -192,6 +184,19 @@ def load_orchestrator(model_dir: Path, pb_utils: Any) -> Orchestrator:
         engines=BLSEngineRunner(pb_utils, manifest["engines"], on_gpu=manifest["device"] == "gpu"),
         image_shape=tuple(manifest["image_shape"]),
         metrics=OrchestratorMetrics(pb_utils),
+    )
+
+
+def load_prompt_tokenizer(model_dir: Path, config: PresetConfig) -> PromptTokenizer:
+    """The prompt and question tokenizers saved beside the manifest in the `vhs` model's `model_dir`."""
+    from transformers import AutoTokenizer
+
+    return PromptTokenizer(
+        AutoTokenizer.from_pretrained(model_dir / TEXT_TOKENIZER_DIR),
+        AutoTokenizer.from_pretrained(model_dir / LLM_TOKENIZER_DIR),
+        config.text_max_length,
+        config.question_max_length,
+        config.complex_human_instruction,
     )
 
 

@@ -107,6 +107,7 @@ def run_perf_analyzer(
     bls_composing_models: Sequence[str] = (),
     measurement_interval_ms: int | None = None,
     extra_args: Sequence[str] = (),
+    report_csv: str | Path | None = None,
     build_dir: str | Path = DEFAULT_BUILD_DIR,
     timeout_s: float | None = None,
 ) -> PerfAnalyzerReport:
@@ -116,13 +117,15 @@ def run_perf_analyzer(
     input_data: a JSON file in perf_analyzer's `--input-data` format (e.g. BYTES input PROMPT).
     bls_composing_models: models the BLS model calls, so their server-side times are reported too.
     extra_args: passed through unchanged (e.g. `--percentile=99`, `--request-count=100`).
+    report_csv: where perf_analyzer's `-f` CSV is kept (default: a temporary file, removed).
     Raises PerfAnalyzerError with the end of perf_analyzer's output when it exits non-zero.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     binary, env = perf_analyzer_command(build_dir)
     with tempfile.TemporaryDirectory(prefix="perf_analyzer-") as report_dir:
-        report_path = Path(report_dir) / "report.csv"
+        report_path = Path(report_csv) if report_csv is not None else Path(report_dir) / "report.csv"
+        report_path.unlink(missing_ok=True)  # a file left by an earlier run must not pass for this one's
         command = [
             str(binary),
             "-m",
