@@ -12,8 +12,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 
-from .report import stage_split as split_of_cell  # noqa: E402
-
 
 def _cells(figures: dict, mode: str, n: int) -> list[dict]:
     found = [c for c in figures["cells"] if c["mode"] == mode and c["num_candidates"] == n]
@@ -71,13 +69,14 @@ def latency(figures: dict, path: Path) -> None:
 
 def stage_split(figures: dict, path: Path, n: int) -> None:
     """Stacked bars per mode: each stage's compute (solid) and overhead (hatched), concurrency 1."""
+    from .bench import split_at
+
     modes = figures["grid"].modes
     figure, axis = plt.subplots(figsize=(7, 4))
     colors: dict[str, object] = {}
     for x, mode in enumerate(modes):
-        (cell,) = [c for c in _cells(figures, mode, n) if c["row"]["Concurrency"] == 1]
         bottom = 0.0
-        for stage in split_of_cell(cell["row"], cell["composing"]):
+        for stage in split_at(figures, mode, n, 1):
             first_seen = stage["stage"] not in colors
             color = colors.setdefault(stage["stage"], f"C{len(colors) % 10}")
             for part, hatch in (("compute_ms", None), ("overhead_ms", "//")):

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from vhs.modes import MODES
+from vhs.modes import MODES, all_engines
 
 BASELINE_MODE = "clip"
 # The paper's savings of VHS against the CLIP verifier (SANA-Sprint 1.6B on an H100 at 1024 px).
@@ -33,15 +33,16 @@ def stage_split(row: Mapping[str, float | str], composing: Mapping[str, Mapping[
 
     row: the cell's `-f` CSV row (microseconds: SERVER_PARTS and CLIENT_PARTS); composing: its
         engines' stats (`vhs.serving.perf_analyzer.parse_composing_models`).
-    Returns one dict per stage with `stage`, `compute_ms`, `overhead_ms`, `total_ms`. An engine's
-    compute is Triton's `compute infer` of its model (for a Python-backend engine: the ONNX Runtime
-    run plus the stub's tensor exchange); its overhead is its queue, input/output and Triton overhead.
+    Returns one dict per stage (`stage_order`) with `stage`, `compute_ms`, `overhead_ms`, `total_ms`.
+    An engine's compute is Triton's `compute infer` of its model (for a Python-backend engine: the
+    ONNX Runtime run plus the stub's tensor exchange); its overhead is its queue, input/output and
+    Triton overhead.
     Every engine is called once per request (`vhs.best_of_n`), so its averages are per request. The
     orchestrator's overhead is its compute minus its engine calls (BLS hops, request parsing,
     Python), plus its own queue and I/O; the client's is the send, receive and network time.
     """
     stages = []
-    for engine, stats in composing.items():
+    for engine, stats in sorted(composing.items(), key=lambda item: stage_order(item[0])):
         compute = stats["compute_infer_us"]
         stages.append(_stage(engine, compute, stats["request_latency_us"] - compute))
     engines_us = sum(stats["request_latency_us"] for stats in composing.values())
@@ -54,6 +55,12 @@ def stage_split(row: Mapping[str, float | str], composing: Mapping[str, Mapping[
 def average_latency_us(row: Mapping[str, float | str]) -> float:
     """A perf_analyzer CSV row's average round trip: the sum of its parts (the CSV has no total)."""
     return sum(float(row[part]) for part in (*CLIENT_PARTS, *SERVER_PARTS))
+
+
+def stage_order(stage: str) -> int:
+    """Sort key of a stage name: engines in the mode table's order, then the orchestrator and the client."""
+    order = [*all_engines(), ORCHESTRATOR_STAGE, CLIENT_STAGE]
+    return order.index(stage) if stage in order else len(order)
 
 
 def _stage(name: str, compute_us: float, overhead_us: float) -> dict:

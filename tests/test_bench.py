@@ -170,7 +170,7 @@ def fake_figures(preset: str) -> dict:
     return {
         "preset": preset,
         "grid": grid,
-        "mode_memory": {m: 100 * cost[m] for m in grid.modes},
+        "mode_memory": {m: {"memory_mib": 100 * cost[m], "stubs_peak_rss_mib": 500.0} for m in grid.modes},
         "latency": latency,
         "cells": cells,
         "engine_memory": {"llm": {"stubs": 1.0, "rss_mib": 90.0, "peak_rss_mib": 95.0}},
