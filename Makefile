@@ -41,18 +41,18 @@ demo: export
 # The served path measured (benchmarks/bench.py): perf_analyzer for every mode x N {1,2,4,8} x
 # concurrency {1,2,4,8} with the shipped prompts, the stage split, FLOPs and memory per engine, the
 # paper's table, served vs in-process ONNX Runtime; CSV + Markdown + PNG in out/bench (~25 min on
-# 2 cores). Each preset of BENCH_PRESETS is exported first; after the first, the paper's point only.
-BENCH_PRESETS ?= shapes
+# 2 cores). Each preset of BENCH_PRESETS is exported first; after the first, the paper's point only
+# (N = 4, concurrency 1 and 4): `proportions`, where that preset exists, is compute-heavy.
+BENCH_PRESETS ?= shapes $(if $(wildcard vhs/presets/proportions.py),proportions)
 bench: setup
 	for preset in $(BENCH_PRESETS); do $(MAKE) export PRESET=$$preset || exit 1; done
 	$(PYTHON) -m benchmarks.bench --presets $(BENCH_PRESETS) --build $(BUILD) \
 		--output out/bench
 
-# The same on a reduced grid (N {1,4} x concurrency {1,4}, shorter windows): < 5 min, proves the harness.
-bench-quick: setup
-	for preset in $(BENCH_PRESETS); do $(MAKE) export PRESET=$$preset || exit 1; done
-	$(PYTHON) -m benchmarks.bench --quick --presets $(BENCH_PRESETS) \
-		--build $(BUILD) --output out/bench/quick
+# The same on a reduced grid, for $(PRESET) only (N {1,4} x concurrency {1,4}, shorter
+# windows): < 5 min after the export, proves the harness.
+bench-quick: export
+	$(PYTHON) -m benchmarks.bench --quick --presets $(PRESET) --build $(BUILD) --output out/bench/quick
 
 # BUDGET_MS through the real server at concurrency 1 (vhs and clip, 200 requests each): the N the
 # budgets chose and the share of requests within their budget; CSV in out/served-budget.

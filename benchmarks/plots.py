@@ -1,26 +1,30 @@
 """The PNG plots of `make bench` (matplotlib, Agg): throughput, request time, stage split, per preset.
 
-Each takes one preset's figures as `benchmarks.bench.bench_preset` returns them.
+`throughput` and `latency` take one preset's figures (`benchmarks.bench_tables.PresetFigures`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 
+if TYPE_CHECKING:
+    from .bench_tables import PresetFigures
 
-def _cells(figures: dict, mode: str, n: int) -> list[dict]:
-    found = [c for c in figures["cells"] if c["mode"] == mode and c["num_candidates"] == n]
+
+def _cells(figures: PresetFigures, mode: str, n: int) -> list[dict]:
+    found = [c for c in figures.cells if c["mode"] == mode and c["num_candidates"] == n]
     return sorted(found, key=lambda c: c["row"]["Concurrency"])
 
 
-def throughput(figures: dict, path: Path) -> None:
+def throughput(figures: PresetFigures, path: Path) -> None:
     """Requests per second against concurrency, one panel per N, one line per mode."""
-    grid = figures["grid"]
+    grid = figures.grid
     panels, axes = plt.subplots(
         1, len(grid.candidates), figsize=(3.2 * len(grid.candidates), 3.2), squeeze=False
     )
@@ -38,13 +42,13 @@ def throughput(figures: dict, path: Path) -> None:
         axis.set_xscale("log", base=2)
     axes[0][0].set_ylabel("requests / s (perf_analyzer)")
     axes[0][-1].legend()
-    panels.suptitle(f"{figures['preset']}: throughput")
+    panels.suptitle(f"{figures.preset}: throughput")
     _save(panels, path)
 
 
-def latency(figures: dict, path: Path) -> None:
+def latency(figures: PresetFigures, path: Path) -> None:
     """Median request time against N at concurrency 1: served (solid) and in-process (dashed)."""
-    grid, medians = figures["grid"], figures["latency"]
+    grid, medians = figures.grid, figures.latency
     figure, axis = plt.subplots(figsize=(6, 4))
     for mode in grid.modes:
         (line,) = axis.plot(
@@ -62,21 +66,21 @@ def latency(figures: dict, path: Path) -> None:
         )
     axis.set_xlabel("candidates N")
     axis.set_ylabel("median request time (ms)")
-    axis.set_title(f"{figures['preset']}: served vs in-process ONNX Runtime, concurrency 1")
+    axis.set_title(f"{figures.preset}: served vs in-process ONNX Runtime, concurrency 1")
     axis.legend(fontsize="small", ncol=2)
     _save(figure, path)
 
 
-def stage_split(figures: dict, path: Path, n: int) -> None:
-    """Stacked bars per mode: each stage's compute (solid) and overhead (hatched), concurrency 1."""
-    from .bench import split_at
+def stage_split(splits: dict[str, list[dict]], title: str, path: Path) -> None:
+    """Stacked bars, one per mode: each stage's compute (solid) and overhead (hatched).
 
-    modes = figures["grid"].modes
+    splits: {mode: stages as `benchmarks.report.stage_split` returns them}.
+    """
     figure, axis = plt.subplots(figsize=(7, 4))
     colors: dict[str, object] = {}
-    for x, mode in enumerate(modes):
+    for x, stages in enumerate(splits.values()):
         bottom = 0.0
-        for stage in split_at(figures, mode, n, 1):
+        for stage in stages:
             first_seen = stage["stage"] not in colors
             color = colors.setdefault(stage["stage"], f"C{len(colors) % 10}")
             for part, hatch in (("compute_ms", None), ("overhead_ms", "//")):
@@ -84,9 +88,9 @@ def stage_split(figures: dict, path: Path, n: int) -> None:
                 label = stage["stage"] if part == "compute_ms" and first_seen else None
                 axis.bar(x, height, bottom=bottom, color=color, hatch=hatch, edgecolor="white", label=label)
                 bottom += height
-    axis.set_xticks(range(len(modes)), modes)
+    axis.set_xticks(range(len(splits)), list(splits))
     axis.set_ylabel("ms per request (hatched: overhead)")
-    axis.set_title(f"{figures['preset']}: where a request's time goes, N = {n}, concurrency 1")
+    axis.set_title(title)
     handles, labels = axis.get_legend_handles_labels()
     axis.legend(handles, labels, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     _save(figure, path)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from benchmarks.bench import Grid, memory_order, write_report
+from benchmarks.bench import memory_order
+from benchmarks.bench_tables import Grid, PresetFigures, write_report
 from benchmarks.input_data import SHIPPED_FILE, evaluation_prompt_texts, input_data, shipped_prompts, variant
 from benchmarks.memory import process_memory_mib
 from benchmarks.report import ModeFigures, Ratio, average_latency_us, paper_table, ratio_markdown, stage_split
@@ -148,7 +149,7 @@ def test_process_memory_reads_resident_and_peak():
     assert 0 < memory["rss_mib"] <= memory["peak_rss_mib"]
 
 
-def fake_figures(preset: str) -> dict:
+def fake_figures(preset: str) -> PresetFigures:
     """Figures of a preset as bench_preset returns them, with made-up numbers."""
     grid = Grid(candidates=(1, 4), concurrencies=(1, 4), measurement_interval_ms=1, latency_prompts=1)
     cost = {"none": 1.0, "vhs": 2.0, "latent": 3.0, "clip": 4.0}
@@ -167,16 +168,16 @@ def fake_figures(preset: str) -> dict:
                 )
     latency = {(f"{kind} {m}", n): cost[m] * n * (1.05 if kind == "served" else 1.0)
                for kind in ("served", "in-process") for m in grid.modes for n in grid.candidates}  # fmt: skip
-    return {
-        "preset": preset,
-        "grid": grid,
-        "mode_memory": {m: {"memory_mib": 100 * cost[m], "stubs_peak_rss_mib": 500.0} for m in grid.modes},
-        "latency": latency,
-        "cells": cells,
-        "engine_memory": {"llm": {"stubs": 1.0, "rss_mib": 90.0, "peak_rss_mib": 95.0}},
-        "flops": {e: 1e6 for mode in MODES.values() for e in mode.engines},
-        "seconds": 1.0,
-    }
+    return PresetFigures(
+        preset=preset,
+        grid=grid,
+        mode_memory={m: {"memory_mib": 100 * cost[m], "stubs_peak_rss_mib": 500.0} for m in grid.modes},
+        latency=latency,
+        cells=cells,
+        engine_memory={"llm": {"stubs": 1.0, "rss_mib": 90.0, "peak_rss_mib": 95.0}},
+        flops={e: 1e6 for mode in MODES.values() for e in mode.engines},
+        seconds=1.0,
+    )
 
 
 def test_report_from_fixed_figures(tmp_path: Path):
