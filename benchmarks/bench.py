@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ from .bench_tables import (
     THROUGHPUT_CONCURRENCY,
     Grid,
     PresetFigures,
+    read_preset_figures,
     write_preset_csvs,
     write_report,
 )
@@ -160,7 +162,7 @@ def bench_preset(preset: str, repository: Path, grid: Grid, folder: Path, build_
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "perf_analyzer").mkdir(exist_ok=True)
     prompts = shipped_prompts()
-    started = time.perf_counter()
+    started, load_at_start = time.perf_counter(), os.getloadavg()[0]
     with TritonServer(repository, build_dir=build_dir) as server:
         print(f"[{preset}] server ready; memory per mode", flush=True)
         mode_memory = measure_mode_memory(server, repository, grid.modes, prompts)
@@ -181,7 +183,15 @@ def bench_preset(preset: str, repository: Path, grid: Grid, folder: Path, build_
         engine_memory = model_memory_mib(server.pid, repository)
     per_row_flops = engine_flops(load_preset(preset))
     figures = PresetFigures(
-        preset, grid, mode_memory, latency, cells, engine_memory, per_row_flops, time.perf_counter() - started
+        preset,
+        grid,
+        mode_memory,
+        latency,
+        cells,
+        engine_memory,
+        per_row_flops,
+        time.perf_counter() - started,
+        (load_at_start, os.getloadavg()[0]),
     )
     write_preset_csvs(figures, folder)
     return figures
@@ -197,9 +207,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="the reduced grid of make bench-quick")
     parser.add_argument("--output", type=Path, default=Path("out/bench"))
-    parser.add_argument("--machine", default="2-core CPU development machine, no GPU, shared with other jobs")
+    parser.add_argument("--machine", default="2-core CPU development machine, no GPU")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the report again from <output>/<preset>/, no measuring",
+    )
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        print(
+            write_report(
+                [read_preset_figures(args.output / p) for p in args.presets], args.output, args.machine
+            )
+        )
+        return 0
     results = []
     for index, preset in enumerate(args.presets):
         grid = QUICK if args.quick else FULL if index == 0 else SECONDARY

@@ -8,10 +8,13 @@ The ratios carry the project's targets (issue 17) and their floors, the FLOP rat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vhs.modes import mode_names
+from vhs.serving.perf_analyzer import parse_composing_models, parse_csv_report
 
 from . import plots
 from .report import (
@@ -35,6 +38,7 @@ THROUGHPUT_CONCURRENCY = 4
 TIME_TARGETS = {"shapes": lambda floor: 0.50, "proportions": lambda floor: 1.15 * floor}
 THROUGHPUT_TARGET = 2.0
 SERVED_OVER_IN_PROCESS_TARGET = 1.10
+RUN_FILE = "run.json"
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class PresetFigures:
         composing ({engine: stats}).
     engine_memory: {model: {"stubs", "rss_mib", "peak_rss_mib"[, "device_mib"]}} after the grid.
     flops: {engine: FLOPs of one row}.
+    seconds: the measurement's duration, server start to the last perf_analyzer run.
     """
 
     preset: str
@@ -68,10 +73,12 @@ class PresetFigures:
     engine_memory: dict[str, dict[str, float]]
     flops: dict[str, float]
     seconds: float
+    load_average: tuple[float, float]  # the machine's 1-minute load average at the start and the end
 
 
 def write_preset_csvs(figures: PresetFigures, folder: Path) -> None:
-    """perf.csv, stage_split.csv, latency.csv, memory.csv, flops.csv of one preset."""
+    """perf.csv, stage_split.csv, latency.csv, mode_memory.csv, memory.csv, flops.csv,
+    request_flops.csv and run.json (preset, seconds, grid) of one preset."""
     from benchmarks.flops import request_flops
 
     cells = figures.cells
@@ -113,16 +120,60 @@ def write_preset_csvs(figures: PresetFigures, folder: Path) -> None:
         folder / "memory.csv",
         [{"model": model, **values} for model, values in sorted(figures.engine_memory.items())],
     )
-    grid = figures.grid
+    write_csv(folder / "flops.csv", [{"engine": e, "flops_per_row": f} for e, f in figures.flops.items()])
     write_csv(
-        folder / "flops.csv",
-        [{"engine": engine, "flops_per_row": flops} for engine, flops in figures.flops.items()]
-        + [
-            {"engine": f"request {mode} N={n}", "flops_per_row": request_flops(figures.flops, mode, n)}
-            for mode in grid.modes
-            for n in grid.candidates
+        folder / "request_flops.csv",
+        [
+            {"mode": mode, "num_candidates": n, "flops": request_flops(figures.flops, mode, n)}
+            for mode in figures.grid.modes
+            for n in figures.grid.candidates
         ],
     )
+    run = {
+        "preset": figures.preset,
+        "seconds": figures.seconds,
+        "load_average": figures.load_average,
+        "grid": asdict(figures.grid),
+    }
+    (folder / RUN_FILE).write_text(json.dumps(run, indent=1) + "\n")
+
+
+def read_preset_figures(folder: Path) -> PresetFigures:
+    """The figures `write_preset_csvs` wrote to `folder` (with each perf cell's kept stdout), so the
+    report can be written again without measuring again (`python -m benchmarks.bench --report-only`)."""
+    run = json.loads((folder / RUN_FILE).read_text())
+    grid = Grid(**{key: tuple(v) if isinstance(v, list) else v for key, v in run["grid"].items()})
+    cells = []
+    for row in _read_csv(folder / "perf.csv"):
+        mode, n, stable = row.pop("mode"), int(row.pop("num_candidates")), row.pop("stable") == "True"
+        row.pop("Avg latency")
+        output = (folder / "perf_analyzer" / f"{mode}_n{n}_c{int(row['Concurrency'])}.txt").read_text()
+        composing = parse_composing_models(output).get(row["Concurrency"], {})
+        cells.append(
+            {"mode": mode, "num_candidates": n, "stable": stable, "row": row, "composing": composing}
+        )
+    latency = {
+        (r["runner"], int(r["num_candidates"])): r["median_ms"] for r in _read_csv(folder / "latency.csv")
+    }
+    mode_memory = {r.pop("mode"): r for r in _read_csv(folder / "mode_memory.csv")}
+    engine_memory = {r.pop("model"): r for r in _read_csv(folder / "memory.csv")}
+    flops = {r["engine"]: r["flops_per_row"] for r in _read_csv(folder / "flops.csv")}
+    return PresetFigures(
+        run["preset"],
+        grid,
+        mode_memory,
+        latency,
+        cells,
+        engine_memory,
+        flops,
+        run["seconds"],
+        tuple(run["load_average"]),
+    )
+
+
+def _read_csv(path: Path) -> list[dict]:
+    """A CSV that write_csv wrote, numeric cells as floats (perf_analyzer's own parser)."""
+    return parse_csv_report(path.read_text())
 
 
 def cell(figures: PresetFigures, mode: str, n: int, concurrency: int) -> dict:
@@ -297,7 +348,8 @@ def write_report(results: list[PresetFigures], output: Path, machine: str) -> st
         paper_rows += [{"preset": preset, **row} for row in paper]
         all_ratios += ratios
         sections += [
-            f"## {preset} ({figures.seconds:.0f} s)",
+            f"## {preset} ({figures.seconds:.0f} s; load average {figures.load_average[0]:.1f} at the "
+            f"start, {figures.load_average[1]:.1f} at the end, on {os.cpu_count()} CPUs)",
             f"### The paper's table (N = {PAPER_N}, concurrency 1, served)\n\n{paper_markdown(paper)}",
             f"### Ratios\n\n{ratio_markdown(ratios)}",
             f"### perf_analyzer grid (`*`: not stable within 30 %)\n\n{grid_markdown(figures)}",

@@ -157,7 +157,7 @@ def ratio_markdown(ratios: Iterable[Ratio]) -> str:
         cells.append(
             [
                 ratio.name,
-                f"{ratio.measured:.2f}",
+                f"{ratio.measured:.3f}",
                 "-" if ratio.target is None else f"{sign} {ratio.target:.2f}",
                 "-" if ratio.floor is None else f"{ratio.floor:.2f}",
                 {None: "-", True: "yes", False: "no"}[ratio.met],
@@ -168,16 +168,14 @@ def ratio_markdown(ratios: Iterable[Ratio]) -> str:
 
 
 def overhead_reason(splits: Mapping[str, Sequence[dict]]) -> str:
-    """The measured reason a time ratio misses its floor: each mode's overhead share of its request.
-
-    splits: {mode: stage_split(...)} of the same cell coordinates.
-    """
+    """The measured reason a time ratio misses its floor: the share of each mode's request that is
+    overhead rather than engine compute. splits: {mode: stage_split(...)} of the same coordinates."""
     parts = []
     for mode, stages in splits.items():
         overhead = sum(stage["overhead_ms"] for stage in stages)
         total = sum(stage["total_ms"] for stage in stages)
-        parts.append(f"{mode} {overhead:.1f} of {total:.1f} ms")
-    return "overhead (not engine compute): " + ", ".join(parts)
+        parts.append(f"{mode} {overhead / total:.0%} ({overhead:.1f} of {total:.1f} ms)")
+    return "overhead, not engine compute: " + ", ".join(parts)
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

@@ -12,7 +12,15 @@ from benchmarks.bench import memory_order
 from benchmarks.bench_tables import Grid, PresetFigures, write_report
 from benchmarks.input_data import SHIPPED_FILE, evaluation_prompt_texts, input_data, shipped_prompts, variant
 from benchmarks.memory import process_memory_mib
-from benchmarks.report import ModeFigures, Ratio, average_latency_us, paper_table, ratio_markdown, stage_split
+from benchmarks.report import (
+    ModeFigures,
+    Ratio,
+    average_latency_us,
+    overhead_reason,
+    paper_table,
+    ratio_markdown,
+    stage_split,
+)
 from export.repository import orchestrator_config
 from vhs import protocol as P
 from vhs.modes import MODES, mode_names
@@ -91,6 +99,8 @@ def test_stage_split_accounts_for_the_whole_round_trip():
     assert stages["client + gRPC"]["overhead_ms"] == pytest.approx(1.42)
     total = sum(s["total_ms"] for s in stages.values())
     assert total == pytest.approx(average_latency_us(row) / 1e3) == pytest.approx(39.6)
+    reason = overhead_reason({"vhs": list(stages.values())})
+    assert reason == "overhead, not engine compute: vhs 57% (22.6 of 39.6 ms)"
 
 
 def test_paper_table_savings_are_against_the_clip_verifier():
@@ -114,9 +124,9 @@ def test_ratio_target_direction_and_reason_only_when_missed():
     no_target = Ratio("vhs / none time", 1.7, None, 1.73)
     assert (time_missed.met, throughput_met.met, no_target.met) == (False, True, None)
     table = ratio_markdown([time_missed, throughput_met, no_target]).splitlines()
-    assert table[2] == "| vhs / clip time | 0.61 | <= 0.50 | 0.41 | no | overhead 20 of 40 ms |"
-    assert table[3] == "| vhs / clip throughput | 2.10 | >= 2.00 | 2.47 | yes |  |"
-    assert table[4] == "| vhs / none time | 1.70 | - | 1.73 | - |  |"
+    assert table[2] == "| vhs / clip time | 0.610 | <= 0.50 | 0.41 | no | overhead 20 of 40 ms |"
+    assert table[3] == "| vhs / clip throughput | 2.100 | >= 2.00 | 2.47 | yes |  |"
+    assert table[4] == "| vhs / none time | 1.700 | - | 1.73 | - |  |"
 
 
 def test_engine_rows_follow_the_mode_table():
@@ -177,6 +187,7 @@ def fake_figures(preset: str) -> PresetFigures:
         engine_memory={"llm": {"stubs": 1.0, "rss_mib": 90.0, "peak_rss_mib": 95.0}},
         flops={e: 1e6 for mode in MODES.values() for e in mode.engines},
         seconds=1.0,
+        load_average=(0.5, 1.5),
     )
 
 
@@ -184,7 +195,7 @@ def test_report_from_fixed_figures(tmp_path: Path):
     markdown = write_report([fake_figures("shapes")], tmp_path, "test machine")
     assert "| vhs | 8.4 | 50.0% (paper 63.3%)" in markdown  # 2 x 4 x 1.05 ms against 4 x 4 x 1.05
     assert (
-        "| shapes: served / in-process vhs, N = 4, concurrency 1 | 1.05 | <= 1.10 | 1.00 | yes |" in markdown
+        "| shapes: served / in-process vhs, N = 4, concurrency 1 | 1.050 | <= 1.10 | 1.00 | yes |" in markdown
     )
     assert "| vhs | 4 | 12.5 (39) | 50.0 (39)* |" in markdown  # c = 4 marked unstable
     for name in (
@@ -211,3 +222,27 @@ def test_in_process_pipeline_equals_reference(in_process, tiny_pipeline, mode):
     assert ours.selected == reference.selected
     np.testing.assert_allclose(ours.scores, reference.scores, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ours.image.astype(int), reference.image.astype(int), atol=1)
+
+
+def test_report_is_rewritten_from_the_files_of_a_run(tmp_path: Path):
+    """`--report-only` reads back what a run wrote (the CSVs and each cell's perf_analyzer stdout)."""
+    from benchmarks.bench_tables import read_preset_figures, write_preset_csvs
+
+    figures = fake_figures("shapes")
+    folder = tmp_path / "shapes"
+    (folder / "perf_analyzer").mkdir(parents=True)
+    write_preset_csvs(figures, folder)
+    for c in figures.cells:  # perf_analyzer's stdout, as far as parse_composing_models reads it
+        concurrency = int(c["row"]["Concurrency"])
+        lines = [f"Request concurrency: {concurrency}", "  Composing models:"]
+        for engine, stats in c["composing"].items():
+            lines += [
+                f"  {engine}, version: 1",
+                f"      Avg request latency: {stats['request_latency_us']:.0f} usec (overhead 200 usec + "
+                f"compute infer {stats['compute_infer_us']:.0f} usec)",
+            ]
+        name = f"{c['mode']}_n{c['num_candidates']}_c{concurrency}.txt"
+        (folder / "perf_analyzer" / name).write_text("\n".join(lines) + "\n")
+    again = read_preset_figures(folder)
+    (tmp_path / "again").mkdir()
+    assert write_report([again], tmp_path / "again", "m") == write_report([figures], tmp_path, "m")
