@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vhs.modes import mode_names
-from vhs.serving.perf_analyzer import parse_composing_models, parse_csv_report
+from vhs.serving.perf_analyzer import parse_composing_models, parse_csv_rows
 
 from . import plots
 from .report import (
@@ -172,8 +172,8 @@ def read_preset_figures(folder: Path) -> PresetFigures:
 
 
 def _read_csv(path: Path) -> list[dict]:
-    """A CSV that write_csv wrote, numeric cells as floats (perf_analyzer's own parser)."""
-    return parse_csv_report(path.read_text())
+    """A CSV that write_csv wrote, rows in the order written, numeric cells as floats."""
+    return parse_csv_rows(path.read_text())
 
 
 def cell(figures: PresetFigures, mode: str, n: int, concurrency: int) -> dict:

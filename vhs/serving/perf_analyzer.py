@@ -162,11 +162,15 @@ def run_perf_analyzer(
 
 def parse_csv_report(text: str) -> list[dict[str, float | str]]:
     """perf_analyzer's `-f` CSV -> one dict per row, numeric cells as floats, sorted by load level."""
-    rows = [
+    return sorted(parse_csv_rows(text), key=lambda row: next(iter(row.values())))
+
+
+def parse_csv_rows(text: str) -> list[dict[str, float | str]]:
+    """A CSV with a header -> one dict per row in file order, numeric cells as floats."""
+    return [
         {key: _number_or_text(value) for key, value in row.items()}
         for row in csv.DictReader(text.splitlines())
     ]
-    return sorted(rows, key=lambda row: next(iter(row.values())))
 
 
 LOAD_LEVEL_LINE = re.compile(r"Request (?:concurrency|Rate): ([\d.]+)")
