@@ -35,14 +35,18 @@ input [
   {{ name: "{P.PROMPT}" data_type: TYPE_STRING dims: [ 1 ] }},
   {{ name: "{P.NUM_CANDIDATES}" data_type: TYPE_INT32 dims: [ 1 ] optional: true }},
   {{ name: "{P.SEED}" data_type: TYPE_INT64 dims: [ 1 ] optional: true }},
-  {{ name: "{P.MODE}" data_type: TYPE_STRING dims: [ 1 ] optional: true }}
+  {{ name: "{P.MODE}" data_type: TYPE_STRING dims: [ 1 ] optional: true }},
+  {{ name: "{P.BUDGET_MS}" data_type: TYPE_FP32 dims: [ 1 ] optional: true }}
 ]
 output [
   {{ name: "{P.IMAGE}" data_type: TYPE_UINT8 dims: [ {IMAGE_SIDE}, {IMAGE_SIDE}, 3 ] }},
   {{ name: "{P.SCORES}" data_type: TYPE_FP32 dims: [ -1 ] }},
   {{ name: "{P.SELECTED}" data_type: TYPE_INT32 dims: [ 1 ] }},
   {{ name: "{P.TIMINGS}" data_type: TYPE_STRING dims: [ 1 ] }},
-  {{ name: "{P.CANDIDATE_IMAGES}" data_type: TYPE_UINT8 dims: [ -1, {IMAGE_SIDE}, {IMAGE_SIDE}, 3 ] }}
+  {{ name: "{P.CANDIDATE_IMAGES}" data_type: TYPE_UINT8 dims: [ -1, {IMAGE_SIDE}, {IMAGE_SIDE}, 3 ] }},
+  {{ name: "{P.NUM_CANDIDATES_USED}" data_type: TYPE_INT32 dims: [ 1 ] }},
+  {{ name: "{P.PREDICTED_MS}" data_type: TYPE_FP32 dims: [ 1 ] }},
+  {{ name: "{P.REQUEST_MS}" data_type: TYPE_FP32 dims: [ 1 ] }}
 ]
 instance_group [ {{ kind: KIND_CPU count: 1 }} ]
 """
@@ -89,6 +93,10 @@ def generate(request):
         pb_utils.Tensor(P.SELECTED, np.array([selected], dtype=np.int32)),
         pb_utils.Tensor(P.TIMINGS, np.array([timings], dtype=np.object_)),
         pb_utils.Tensor(P.CANDIDATE_IMAGES, candidates if return_candidates else candidates[:0]),
+        # No budget planning in the fake: every request is served at the N it asked for.
+        pb_utils.Tensor(P.NUM_CANDIDATES_USED, np.array([count], dtype=np.int32)),
+        pb_utils.Tensor(P.PREDICTED_MS, np.array([np.nan], dtype=np.float32)),
+        pb_utils.Tensor(P.REQUEST_MS, np.array([4.0], dtype=np.float32)),
     ])
 
 
