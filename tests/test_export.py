@@ -116,10 +116,14 @@ def test_parity_of_every_graph_at_batch_1_and_4(tiny_preset, exported_tiny):
 
 
 def test_onnx_engine_batches_requests_and_splits_them_back(exported_tiny):
-    engine = OnnxEngine(str(exported_tiny / "onnx" / "connector.onnx"), ["visual_tokens"])
+    compute_s = []
+    engine = OnnxEngine(
+        str(exported_tiny / "onnx" / "connector.onnx"), ["visual_tokens"], on_compute=compute_s.append
+    )
     rng = np.random.default_rng(1)
     requests = [{"hidden_states": rng.standard_normal((n, 64, 16)).astype(np.float32)} for n in (1, 3, 2)]
     batched = engine.run_batched(requests)
+    assert len(compute_s) == 1 and compute_s[0] > 0, "one session run for the three requests, timed"
     for request, output in zip(requests, batched, strict=True):
         alone = engine.run_batched([request])[0]["visual_tokens"]
         assert output["visual_tokens"].shape == (len(request["hidden_states"]), 64, 32)

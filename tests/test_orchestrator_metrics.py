@@ -1,6 +1,6 @@
-"""The orchestrator's custom metrics (`pb_utils.MetricFamily`): counted per request in unit tests, and
-exposed by the real Triton server on its metrics port beside the `nv_*` metrics the autoscaler uses,
-whose health endpoints are the ones the Helm chart probes."""
+"""The orchestrator's and the engines' custom metrics (`pb_utils.MetricFamily`): counted per request in
+unit tests, and exposed by the real Triton server on its metrics port beside the `nv_*` metrics the
+autoscaler uses, whose health endpoints are the ones the Helm chart probes."""
 
 import time
 import urllib.request
@@ -12,8 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from client.vhs_client import VHSClient, VHSRequestError
 from vhs.best_of_n import GenerationOutput
+from vhs.modes import MODES
 from vhs.request import GenerationRequest
-from vhs.serving.metrics import FAMILIES, OrchestratorMetrics
+from vhs.serving.metrics import ENGINE_COMPUTE_FAMILY, FAMILIES, EngineMetrics, OrchestratorMetrics
 from vhs.serving.server import TritonServer
 
 PROMPT = "a photo of a red circle left of a blue square"
@@ -85,6 +86,16 @@ def test_each_request_counts_its_mode_candidates_stage_times_and_winner():
     assert metrics.families["selected_yes"].kind == "gauge"
 
 
+def test_an_engine_counts_the_microseconds_of_its_onnx_runtime_runs():
+    metrics = EngineMetrics(StandInPbUtils, "dit_prefix")
+    metrics.record_compute(0.0025)
+    metrics.record_compute(0.001)
+    assert metrics.family.name == ENGINE_COMPUTE_FAMILY[0] and metrics.family.kind == "counter"
+    assert [(m.labels, m.value) for m in metrics.family.metrics] == [
+        ({"engine": "dit_prefix"}, pytest.approx(3500.0))
+    ]
+
+
 def scrape(url):
     with urllib.request.urlopen(url, timeout=10) as response:
         text = response.read().decode()
@@ -119,6 +130,13 @@ def test_the_server_exposes_the_orchestrator_metrics_and_answers_the_charts_prob
     for stage, milliseconds in result.timings_ms.items():
         recorded_us = samples[("vhs_stage_duration_us_total", (("mode", "vhs"), ("stage", stage)))]
         assert recorded_us == pytest.approx(milliseconds * 1e3, rel=1e-3)
+    # each engine's own ONNX Runtime time: part of what Triton counts as the model's compute
+    for engine in {*MODES["vhs"].engines, *MODES["clip"].engines}:
+        compute_us = samples[(ENGINE_COMPUTE_FAMILY[0], (("engine", engine),))]
+        triton_us = samples[
+            ("nv_inference_compute_infer_duration_us_total", (("model", engine), ("version", "1")))
+        ]
+        assert 0 < compute_us <= triton_us, engine
     selected_yes = samples[("vhs_selected_yes_probability", (("mode", "vhs"),))]
     assert selected_yes == pytest.approx(float(result.scores[result.selected]), rel=1e-5)
     # The autoscaler's inputs (deploy/helm/prometheus-adapter-values.yaml) are on the same port

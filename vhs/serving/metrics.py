@@ -1,8 +1,10 @@
-"""The orchestrator's own Prometheus metrics, beside Triton's `nv_*` ones on the metrics port.
+"""The project's own Prometheus metrics, beside Triton's `nv_*` ones on the metrics port.
 
 Created through the Python backend's custom-metrics API (`pb_utils.MetricFamily`), passed in as
 `pb_utils` so this is unit-tested without a server. Counters are cumulative, like Triton's own, so a
-rate over a window gives per-second figures and a ratio of two rates gives per-request ones:
+rate over a window gives per-second figures and a ratio of two rates gives per-request ones.
+
+The orchestrator (`OrchestratorMetrics`):
 
     vhs_requests_total{mode}                  requests answered, per verifier mode
     vhs_request_failures_total{error}         requests answered with an error, by exception class
@@ -11,6 +13,14 @@ rate over a window gives per-second figures and a ratio of two rates gives per-r
                                               request; mode none generates candidate 0 only)
     vhs_stage_duration_us_total{mode,stage}   time in each stage (/ requests = per-stage latency)
     vhs_selected_yes_probability{mode}        P(yes) of the last selected candidate (gauge)
+
+Each engine model on the Python backend (`EngineMetrics`):
+
+    vhs_engine_compute_duration_us_total{engine}  time inside ONNX Runtime's `run` alone: with
+                                                  Triton's per-model statistics (queue, compute
+                                                  input/infer/output) it splits a stage into the
+                                                  graph's compute and everything around it
+                                                  (benchmarks/stage_split.py)
 """
 
 from __future__ import annotations
@@ -45,16 +55,37 @@ FAMILIES = {
 }
 
 
+ENGINE_COMPUTE_FAMILY = (
+    "vhs_engine_compute_duration_us_total",
+    "Cumulative time inside the engine's ONNX Runtime run in microseconds",
+    "COUNTER",
+)
+
+
+def _family(pb_utils: Any, name: str, description: str, kind: str) -> Any:
+    return pb_utils.MetricFamily(
+        name=name, description=description, kind=getattr(pb_utils.MetricFamily, kind)
+    )
+
+
+class EngineMetrics:
+    """The compute-time counter of one engine model (labelled with the engine's name)."""
+
+    def __init__(self, pb_utils: Any, engine: str):
+        # the family must outlive its metric (Triton refuses to count into a deleted family)
+        self.family = _family(pb_utils, *ENGINE_COMPUTE_FAMILY)
+        self.compute_us = self.family.Metric(labels={"engine": engine})
+
+    def record_compute(self, seconds: float) -> None:
+        """Add one ONNX Runtime run of `seconds` (all requests of one execution together)."""
+        self.compute_us.increment(seconds * 1e6)
+
+
 class OrchestratorMetrics:
     """The metric families of the `vhs` model; one Metric per label set, made on first use."""
 
     def __init__(self, pb_utils: Any):
-        self.families = {
-            key: pb_utils.MetricFamily(
-                name=name, description=description, kind=getattr(pb_utils.MetricFamily, kind)
-            )
-            for key, (name, description, kind) in FAMILIES.items()
-        }
+        self.families = {key: _family(pb_utils, *spec) for key, spec in FAMILIES.items()}
         self.metrics: dict[tuple, Any] = {}
 
     def _metric(self, family: str, **labels: str) -> Any:

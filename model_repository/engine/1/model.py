@@ -11,6 +11,7 @@ from pathlib import Path
 import triton_python_backend_utils as pb_utils
 
 from vhs.serving.engine_guard import is_from_orchestrator
+from vhs.serving.metrics import EngineMetrics
 from vhs.serving.onnx_engine import OnnxEngine
 
 
@@ -21,7 +22,12 @@ class TritonPythonModel:
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         model_path = Path(args["model_repository"]) / args["model_version"] / parameters["onnx_file"]
         self.output_names = [output["name"] for output in config["output"]]
-        self.engine = OnnxEngine(str(model_path), self.output_names, int(parameters["intra_op_num_threads"]))
+        self.engine = OnnxEngine(
+            str(model_path),
+            self.output_names,
+            int(parameters["intra_op_num_threads"]),
+            on_compute=EngineMetrics(pb_utils, self.name).record_compute,
+        )
 
     def execute(self, requests):
         from_orchestrator = [is_from_orchestrator(request) for request in requests]
