@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from vhs import protocol as P
+from vhs.modes import MODES
 from vhs.serving.manifest import LLM_TOKENIZER_DIR, MANIFEST_FILE, TEXT_TOKENIZER_DIR
 
 from .backends import Backend
@@ -64,10 +66,58 @@ class Scheduling:
     max_queue_delay_us: int = 500
 
 
+def warmup_batch_sizes(default_candidates: int, max_batch_size: int) -> tuple[int, ...]:
+    """The batches an engine is warmed up with: one row (the winner's stages, the prompt), the
+    default N and the largest batch (which sizes ONNX Runtime's memory arena)."""
+    return tuple(sorted({1, min(default_candidates, max_batch_size), max_batch_size}))
+
+
+def warmup_samples(
+    engine: dict, batch_sizes: tuple[int, ...], fixed_dims: dict[str, list[int]]
+) -> list[mc.ModelWarmup]:
+    """Triton `model_warmup` samples: zero-filled inputs at each of `batch_sizes`, run while the model
+    loads, so the first client requests do not pay ONNX Runtime's (or TensorRT's) first-run costs.
+
+    fixed_dims: dims (without the batch axis) for inputs whose graph shape is dynamic beyond the batch
+    axis (an LLM's visual-token count, set by its visual encoder).
+    """
+    samples = []
+    for batch_size in batch_sizes:
+        sample = mc.ModelWarmup(name=f"zeros_batch_{batch_size}", batch_size=batch_size)
+        for tensor in engine["inputs"]:
+            sample.inputs[tensor["name"]].CopyFrom(
+                mc.ModelWarmup.Input(
+                    data_type=mc.DataType.Value(TRITON_DTYPES[tensor["dtype"]]),
+                    dims=fixed_dims.get(tensor["name"], tensor["shape"][1:]) or [1],
+                    zero_data=True,
+                )
+            )
+        samples.append(sample)
+    return samples
+
+
+def visual_token_dims(manifest: dict, llm: str) -> dict[str, list[int]]:
+    """{"visual_tokens": [tokens, width]} of the LLM engine `llm`: what its mode's visual encoder
+    returns (the LLM graph takes any token count); {} for an engine that is no mode's LLM."""
+    for mode in MODES.values():
+        if mode.llm == llm and mode.visual_encoder in manifest["engines"]:
+            outputs = manifest["engines"][mode.visual_encoder]["outputs"]
+            return {output["name"]: output["shape"][1:] for output in outputs}
+    return {}
+
+
 def engine_config(
-    name: str, engine: dict, backend: Backend, max_batch_size: int, scheduling: Scheduling
+    name: str,
+    engine: dict,
+    backend: Backend,
+    max_batch_size: int,
+    scheduling: Scheduling,
+    warmup: Sequence[mc.ModelWarmup] = (),
 ) -> mc.ModelConfig:
-    """The config of one engine model; shapes in the manifest include the batch axis, Triton's do not."""
+    """The config of one engine model; shapes in the manifest include the batch axis, Triton's do not.
+
+    warmup: `model_warmup` samples (`warmup_samples`), run by Triton before the model is ready.
+    """
     config = mc.ModelConfig(name=name, max_batch_size=max_batch_size)
     backend.configure(config, engine.get("precision", "fp32"))
     config.input.extend(
@@ -83,6 +133,7 @@ def engine_config(
     config.instance_group.append(
         mc.ModelInstanceGroup(count=scheduling.engine_instances, kind=backend.instance_kind)
     )
+    config.model_warmup.extend(warmup)
     return config
 
 
@@ -155,9 +206,12 @@ def write_repository(
 ) -> None:
     """Write every model folder. `graph_files[name]` is the graph or plan to place in `<name>/1/`;
     `tokenizers` maps the orchestrator's tokenizer folder names to objects with `save_pretrained`."""
+    max_batch_size = manifest["max_batch_size"]
+    batch_sizes = warmup_batch_sizes(manifest["preset"]["default_candidates"], max_batch_size)
     for name, engine in manifest["engines"].items():
         folder = repository / name
-        write_config(engine_config(name, engine, backend, manifest["max_batch_size"], scheduling), folder)
+        warmup = warmup_samples(engine, batch_sizes, visual_token_dims(manifest, name))
+        write_config(engine_config(name, engine, backend, max_batch_size, scheduling, warmup), folder)
         (folder / "1").mkdir(parents=True, exist_ok=True)
         place_artifact(graph_files[name], folder / "1" / backend.graph_file)
         if backend.model_py is not None:

@@ -14,7 +14,14 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from export.backends import BACKENDS
 from export.graphs import graph_io
-from export.repository import TRITON_DTYPES, Scheduling, engine_config, orchestrator_config
+from export.repository import (
+    TRITON_DTYPES,
+    Scheduling,
+    engine_config,
+    orchestrator_config,
+    warmup_batch_sizes,
+    warmup_samples,
+)
 from export.tensorrt import TensorRTUnavailable, require_tensorrt
 from vhs import protocol as P
 from vhs.engine_names import DIT_PREFIX
@@ -240,11 +247,40 @@ def test_onnxruntime_backend_config():
 def test_source_model_repository_shows_the_configs_the_exporter_writes():
     """model_repository/*/config.pbtxt show the contract without exporting; they must not drift."""
     source = Path(__file__).resolve().parent.parent / "model_repository"
-    assert read_config(source / "vhs" / "config.pbtxt") == orchestrator_config([64, 64, 3], 2)
+    assert read_config(source / "vhs" / "config.pbtxt") == orchestrator_config(
+        [64, 64, 3], Scheduling.orchestrator_instances
+    )
     template = read_config(source / "engine" / "config.pbtxt")
     connector = {
         "file": "model.onnx",
         "inputs": [{"name": "hidden_states", "dtype": "float32", "shape": [-1, 64, 64]}],
         "outputs": [{"name": "visual_tokens", "dtype": "float32", "shape": [-1, 64, 64]}],
     }
-    assert template == engine_config("connector", connector, BACKENDS["python"], 16, Scheduling())
+    warmup = warmup_samples(connector, warmup_batch_sizes(4, 16), {})
+    assert template == engine_config("connector", connector, BACKENDS["python"], 16, Scheduling(), warmup)
+
+
+def test_engine_warmup_samples_fit_every_graph(exported_tiny):
+    """Triton runs each engine's `model_warmup` before the model is ready: zeros at batch 1, the
+    default N and the largest batch, in shapes the graph accepts (an LLM's visual-token count is its
+    visual encoder's)."""
+    import onnxruntime as ort
+
+    for name in all_engines():
+        config = read_config(exported_tiny / "model_repository" / name / "config.pbtxt")
+        samples = list(config.model_warmup)
+        assert [sample.batch_size for sample in samples] == [1, 4, 8], name
+        session = ort.InferenceSession(
+            str(exported_tiny / "onnx" / f"{name}.onnx"), providers=["CPUExecutionProvider"]
+        )
+        inputs = {i.name: i for i in config.input}
+        for sample in samples:
+            assert set(sample.inputs) == set(inputs), name
+            feed = {}
+            for input_name, warm in sample.inputs.items():
+                assert warm.zero_data and warm.data_type == inputs[input_name].data_type
+                dtype = next(k for k, v in TRITON_DTYPES.items() if v == mc.DataType.Name(warm.data_type))
+                dims = [] if inputs[input_name].HasField("reshape") else list(warm.dims)
+                feed[input_name] = np.zeros([sample.batch_size, *dims], dtype=dtype)
+            outputs = session.run(None, feed)
+            assert all(len(output) == sample.batch_size for output in outputs), name

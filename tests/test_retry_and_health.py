@@ -14,7 +14,13 @@ import pytest
 
 from client.retry import RetryPolicy, call_with_retry, call_with_retry_async
 from client.vhs_client import VHSRequestError
-from vhs.serving.engine_guard import ENGINE_TOKEN_ENV, ENGINE_TOKEN_PARAMETER, is_from_orchestrator
+from vhs.serving.engine_guard import (
+    ENGINE_TOKEN_ENV,
+    ENGINE_TOKEN_PARAMETER,
+    EngineGuard,
+    is_from_orchestrator,
+    warmup_request_count,
+)
 from vhs.serving.health import dead_models, engine_unavailable, stub_models
 
 UNAVAILABLE = VHSRequestError("engine model 'llm' is unavailable", "StatusCode.UNAVAILABLE")
@@ -137,3 +143,16 @@ def test_engines_accept_only_requests_carrying_the_servers_token(monkeypatch):
 def test_without_a_token_engines_accept_every_request(monkeypatch):
     monkeypatch.delenv(ENGINE_TOKEN_ENV, raising=False)
     assert is_from_orchestrator(TokenRequest({}))
+
+
+def test_an_engine_admits_exactly_its_warmup_requests_without_the_token(monkeypatch):
+    """Triton's warm-up requests carry no token and arrive while the model loads, before any client
+    can reach it: as many are admitted as the config's samples announce, then none."""
+    monkeypatch.setenv(ENGINE_TOKEN_ENV, "server-secret")
+    config = {"model_warmup": [{"batch_size": 1}, {"batch_size": 4, "count": 2}]}
+    assert warmup_request_count(config) == 1 + 4 * 2
+    assert warmup_request_count({}) == 0
+    guard = EngineGuard(warmup_request_count(config))
+    assert all(guard.admits(TokenRequest({})) for _ in range(9))
+    assert not guard.admits(TokenRequest({}))
+    assert guard.admits(TokenRequest({ENGINE_TOKEN_PARAMETER: "server-secret"}))

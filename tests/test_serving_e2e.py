@@ -12,7 +12,7 @@ from tritonclient.utils import InferenceServerException
 from client.cli import main as cli_main
 from client.vhs_client import ImageRequest, VHSClient, VHSRequestError
 from vhs import protocol as P
-from vhs.modes import mode_names
+from vhs.modes import all_engines, mode_names
 from vhs.serving.server import TritonServer, TritonServerError
 
 pytestmark = pytest.mark.server  # starts a real tritonserver
@@ -21,9 +21,18 @@ PROMPT = "a photo of a red circle left of a blue square"
 
 
 @pytest.fixture(scope="module")
-def server(exported_tiny, tmp_path_factory):
+def server_at_start(exported_tiny, tmp_path_factory):
+    """The running server and every model's (inferences, executions) before any client request."""
     with TritonServer(exported_tiny / "model_repository", build_dir="build/triton") as running:
-        yield running
+        yield (
+            running,
+            {model: _executions(running, model) for model in (*all_engines(), P.ORCHESTRATOR_MODEL)},
+        )
+
+
+@pytest.fixture(scope="module")
+def server(server_at_start):
+    return server_at_start[0]
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +88,15 @@ def test_candidate_i_is_the_same_whatever_n(client):
 def test_vhs_contact_sheet_candidates_include_the_selected_image(client):
     result = client.generate(PROMPT, 4, 2, "vhs", return_candidates=True)
     np.testing.assert_array_equal(result.candidate_images[result.selected], result.image)
+
+
+def test_engines_are_warmed_up_before_the_server_is_ready(server_at_start):
+    """Every engine ran its `model_warmup` (zeros at batch 1, 4 and 8) while loading: no client request
+    pays ONNX Runtime's first runs. The orchestrator itself has served nothing yet."""
+    _, at_start = server_at_start
+    for engine in all_engines():
+        assert at_start[engine] == (1 + 4 + 8, 3), engine
+    assert at_start[P.ORCHESTRATOR_MODEL] == (0, 0)
 
 
 def test_eight_concurrent_requests_each_get_their_own_answer(server, client, tiny_pipeline):

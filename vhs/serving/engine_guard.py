@@ -8,6 +8,11 @@ server's processes and in the BLS requests that stay inside the server.
 
 When the variable is not set (a server started without `vhs-serve`), engines accept every request,
 as before; `vhs-serve` always sets it.
+
+Triton's own warm-up requests (`model_warmup` in an engine's config, export/repository.py) carry no
+parameters. They are the only requests a model sees while it loads (Triton routes nothing to a model
+before it is ready), so an engine admits exactly as many token-less requests as its config's warm-up
+samples announce, then none (`EngineGuard`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,30 @@ def bls_parameters() -> dict[str, str]:
     """Request parameters the orchestrator attaches to every BLS request: the token, if there is one."""
     token = engine_token()
     return {ENGINE_TOKEN_PARAMETER: token} if token else {}
+
+
+def warmup_request_count(model_config: dict) -> int:
+    """How many requests Triton sends a model instance to warm it up: a sample of `batch_size` B is B
+    requests of one row each, sent `count` times (0 = once). model_config: the config as JSON."""
+    return sum(
+        int(sample.get("batch_size", 1)) * max(int(sample.get("count", 0)), 1)
+        for sample in model_config.get("model_warmup", [])
+    )
+
+
+class EngineGuard:
+    """`admits(request)`: from the orchestrator, or one of the first `warmup_requests` of this instance."""
+
+    def __init__(self, warmup_requests: int):
+        self.warmup_left = warmup_requests
+
+    def admits(self, request: Any) -> bool:
+        if is_from_orchestrator(request):
+            return True
+        if self.warmup_left > 0:
+            self.warmup_left -= 1
+            return True
+        return False
 
 
 def is_from_orchestrator(request: Any) -> bool:

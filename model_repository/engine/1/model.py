@@ -2,7 +2,8 @@
 
 Used where Triton has no ONNX Runtime backend (the PyPI-bundled server); on the NGC container the
 same graph can be served with `backend: "onnxruntime"` instead, without touching the orchestrator.
-Requests that do not come from the `vhs` orchestrator are refused (vhs/serving/engine_guard.py).
+Requests that do not come from the `vhs` orchestrator are refused (vhs/serving/engine_guard.py),
+except Triton's warm-up requests while the model loads.
 """
 
 import json
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
-from vhs.serving.engine_guard import is_from_orchestrator
+from vhs.serving.engine_guard import EngineGuard, warmup_request_count
 from vhs.serving.metrics import EngineMetrics
 from vhs.serving.onnx_engine import OnnxEngine
 
@@ -22,6 +23,7 @@ class TritonPythonModel:
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         model_path = Path(args["model_repository"]) / args["model_version"] / parameters["onnx_file"]
         self.output_names = [output["name"] for output in config["output"]]
+        self.guard = EngineGuard(warmup_request_count(config))
         self.engine = OnnxEngine(
             str(model_path),
             self.output_names,
@@ -30,7 +32,7 @@ class TritonPythonModel:
         )
 
     def execute(self, requests):
-        from_orchestrator = [is_from_orchestrator(request) for request in requests]
+        from_orchestrator = [self.guard.admits(request) for request in requests]
         answers = iter(self._run([r for r, ok in zip(requests, from_orchestrator, strict=True) if ok]))
         return [next(answers) if ok else self._refusal() for ok in from_orchestrator]
 
