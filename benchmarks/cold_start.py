@@ -8,26 +8,23 @@ requests one after the other (vhs mode, N = 4, a new seed each) and records thei
 per request index, the median over the starts, and the first request's median over the median of
 the last half (the warm requests). With the engines' `model_warmup` the first request should cost
 about what a warm one does; without it (`--without-warmup` serves a copy of the repository with the
-engines' `model_warmup` removed), ONNX Runtime's first runs land on the first users.
+engines' `model_warmup` removed, benchmarks/variants.py), ONNX Runtime's first runs land on the first users.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import contextlib
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2 as mc
-
 from client.vhs_client import VHSClient
-from vhs import protocol as P
 from vhs.serving.server import TritonServer
+
+from .variants import variant, without_warmup
 
 PROMPT = "a photo of a red circle left of a blue square"
 
@@ -43,18 +40,6 @@ def first_requests_ms(repository: Path, requests: int, mode: str, build_dir: Pat
     return times
 
 
-def without_warmup(repository: Path, copy: Path) -> Path:
-    """A copy of `repository` at `copy` whose engine configs have no `model_warmup`."""
-    shutil.copytree(repository, copy)
-    for config_path in copy.glob("*/config.pbtxt"):
-        if config_path.parent.name == P.ORCHESTRATOR_MODEL:
-            continue
-        config = text_format.Parse(config_path.read_text(), mc.ModelConfig())
-        del config.model_warmup[:]
-        config_path.write_text(text_format.MessageToString(config))
-    return copy
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-repository", type=Path, required=True)
@@ -66,10 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--without-warmup", action="store_true", help="serve a copy without the engines' model_warmup"
     )
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="cold_start-") as scratch:
-        repository = args.model_repository
-        if args.without_warmup:
-            repository = without_warmup(repository, Path(scratch) / "model_repository")
+    served = (
+        variant(args.model_repository, without_warmup)
+        if args.without_warmup
+        else contextlib.nullcontext(args.model_repository)
+    )
+    with served as repository:
         runs = [
             first_requests_ms(repository, args.requests, args.mode, args.build_dir)
             for _ in range(args.starts)

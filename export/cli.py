@@ -78,8 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-batch-size", type=int, default=None, help="default: the preset's max candidates"
     )
     parser.add_argument("--instances", type=int, default=1, help="instances of each engine model")
-    parser.add_argument("--orchestrator-instances", type=int, default=2, help="instances of the vhs model")
-    parser.add_argument("--max-queue-delay-us", type=int, default=500, help="dynamic batcher queue delay")
+    parser.add_argument(
+        "--orchestrator-instances",
+        type=int,
+        default=Scheduling.orchestrator_instances,
+        help="instances of the vhs model",
+    )
+    parser.add_argument(
+        "--max-queue-delay-us",
+        type=int,
+        default=Scheduling.max_queue_delay_us,
+        help="dynamic batcher queue delay",
+    )
     parser.add_argument(
         "--timing-cache", type=Path, default=None, help="TensorRT timing cache (default: beside --output)"
     )

@@ -1,9 +1,9 @@
 """The logic of the `vhs` Triton model (BLS orchestrator), kept apart from `model.py` so it is unit
 tested without a server: `triton_python_backend_utils` is passed in as `pb_utils`.
 
-`model.py` only wires `Orchestrator.execute` to Triton. A request is read and validated, its
-`BestOfN` steps are driven with engines called through BLS, and the output becomes the response.
-Nothing here imports torch unless an engine returns a GPU tensor.
+`model.py` only wires `Orchestrator.execute_async` to Triton (an `async def execute`). A request is
+read and validated, its `BestOfN` steps are driven with engines called through BLS, and the output
+becomes the response. Nothing here imports torch unless an engine returns a GPU tensor.
 """
 
 from __future__ import annotations

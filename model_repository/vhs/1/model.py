@@ -1,7 +1,10 @@
 """The `vhs` model: best-of-N text-to-image, orchestrating the engine models through BLS.
 
 Thin glue over `vhs.serving.orchestrator` (request validation, engine calls through BLS, response)
-and `vhs.best_of_n` (the step sequence shared with the reference pipeline).
+and `vhs.best_of_n` (the step sequence shared with the reference pipeline). `execute` is a
+coroutine awaiting each engine call (`async_exec`); Triton hands it one request at a time, and the
+model's instances (config.pbtxt) run requests side by side, whose engine calls meet and merge in
+the engines' dynamic batchers (docs/performance.md).
 """
 
 from pathlib import Path
@@ -17,5 +20,5 @@ class TritonPythonModel:
             Path(args["model_repository"]) / args["model_version"], pb_utils
         )
 
-    def execute(self, requests):
-        return self.orchestrator.execute(requests)
+    async def execute(self, requests):
+        return await self.orchestrator.execute_async(requests)
