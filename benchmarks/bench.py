@@ -9,7 +9,8 @@ For each preset's exported repository, one real Triton server (vhs/serving/serve
                 prompt by prompt so machine noise hits every column alike (concurrency 1)
     perf        perf_analyzer on the `vhs` model for every mode x N x concurrency, with the
                 shipped real prompts (benchmarks/input_data.py) and the engines as BLS composing
-                models; each cell's CSV and stdout kept; the stage split from each cell
+                models; each cell's CSV and stdout kept; the stage split from each cell, with
+                every engine's own ONNX Runtime compute from the metrics port
     memory      every engine model's peak RSS after the grid (device memory where a GPU is)
 and FLOPs per engine row (torch.utils.flop_counter) from the preset's modules. Then the paper's
 table (time / FLOPs / memory saving of VHS and AE-latent against the CLIP verifier), every ratio
@@ -44,11 +45,12 @@ from .bench_tables import (
     write_preset_csvs,
     write_report,
 )
+from .engine_compute import compute_per_request_us, read_compute_counters
 from .in_process import InProcessPipeline
 from .input_data import shipped_prompts, variant
 from .latency import measure
 from .memory import MIB, model_memory_mib
-from .report import average_latency_us
+from .report import average_latency_us, with_engine_compute
 
 MEMORY_REQUESTS = 3  # per mode, before the grid
 # perf_analyzer's default 10 % stability is rarely reached on a shared 2-core machine: a cell that
@@ -119,7 +121,10 @@ def measure_latency(server: TritonServer, repository: Path, grid: Grid, prompts:
 def perf_cell(
     server: TritonServer, mode: str, n: int, concurrency: int, grid: Grid, folder: Path, build_dir: Path
 ) -> dict:
-    """One perf_analyzer run: {mode, num_candidates, stable, row (its CSV row), composing (engine stats)}."""
+    """One perf_analyzer run: {mode, num_candidates, stable, row (its CSV row), composing (engine stats)}.
+
+    Each engine's stats carry its own ONNX Runtime compute per request over the run (ENGINE_COMPUTE,
+    benchmarks/engine_compute.py), where the engine reports it."""
     name = f"{mode}_n{n}_c{concurrency}"
     data_path = folder / "input_data" / f"{mode}_n{n}.json"
     data_path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,6 +139,7 @@ def perf_cell(
         timeout_s=600,
     )
     stable = True
+    before = read_compute_counters(server.metrics_url)
     try:
         report = run_perf_analyzer(P.ORCHESTRATOR_MODEL, server.grpc_url, extra_args=STABILITY, **arguments)
     except PerfAnalyzerError:
@@ -150,7 +156,10 @@ def perf_cell(
         "num_candidates": n,
         "stable": stable,
         "row": report.rows[0],
-        "composing": report.composing_models.get(float(concurrency), {}),
+        "composing": with_engine_compute(
+            report.composing_models.get(float(concurrency), {}),
+            compute_per_request_us(before, read_compute_counters(server.metrics_url)),
+        ),
     }
 
 

@@ -19,6 +19,7 @@ from vhs.serving.perf_analyzer import parse_composing_models, parse_csv_rows
 from . import plots
 from .report import (
     BASELINE_MODE,
+    ENGINE_COMPUTE,
     ModeFigures,
     Ratio,
     average_latency_us,
@@ -29,6 +30,7 @@ from .report import (
     ratio_markdown,
     stage_order,
     stage_split,
+    with_engine_compute,
     write_csv,
 )
 
@@ -39,6 +41,7 @@ TIME_TARGETS = {"shapes": lambda floor: 0.50, "proportions": lambda floor: 1.15 
 THROUGHPUT_TARGET = 2.0
 SERVED_OVER_IN_PROCESS_TARGET = 1.10
 RUN_FILE = "run.json"
+ENGINE_COMPUTE_FILE = "engine_compute.csv"  # each cell's engines' own compute per request (us)
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,8 @@ class PresetFigures:
 
 
 def write_preset_csvs(figures: PresetFigures, folder: Path) -> None:
-    """perf.csv, stage_split.csv, latency.csv, mode_memory.csv, memory.csv, flops.csv,
-    request_flops.csv and run.json (preset, seconds, grid) of one preset."""
+    """perf.csv, stage_split.csv, engine_compute.csv, latency.csv, mode_memory.csv, memory.csv,
+    flops.csv, request_flops.csv and run.json (preset, seconds, grid) of one preset."""
     from benchmarks.flops import request_flops
 
     cells = figures.cells
@@ -106,6 +109,21 @@ def write_preset_csvs(figures: PresetFigures, folder: Path) -> None:
             }
             for c in cells
             for stage in stage_split(c["row"], c["composing"])
+        ],
+    )
+    write_csv(
+        folder / ENGINE_COMPUTE_FILE,
+        [
+            {
+                "mode": c["mode"],
+                "num_candidates": c["num_candidates"],
+                "concurrency": c["row"]["Concurrency"],
+                "engine": engine,
+                ENGINE_COMPUTE: stats[ENGINE_COMPUTE],
+            }
+            for c in cells
+            for engine, stats in c["composing"].items()
+            if ENGINE_COMPUTE in stats
         ],
     )
     write_csv(
@@ -143,12 +161,20 @@ def read_preset_figures(folder: Path) -> PresetFigures:
     report can be written again without measuring again (`python -m benchmarks.bench --report-only`)."""
     run = json.loads((folder / RUN_FILE).read_text())
     grid = Grid(**{key: tuple(v) if isinstance(v, list) else v for key, v in run["grid"].items()})
+    engine_compute = {}  # {(mode, n, concurrency): {engine: us}}; absent in a run from before it
+    if (folder / ENGINE_COMPUTE_FILE).exists():
+        for r in _read_csv(folder / ENGINE_COMPUTE_FILE):
+            key = (r["mode"], int(r["num_candidates"]), r["concurrency"])
+            engine_compute.setdefault(key, {})[r["engine"]] = r[ENGINE_COMPUTE]
     cells = []
     for row in _read_csv(folder / "perf.csv"):
         mode, n, stable = row.pop("mode"), int(row.pop("num_candidates")), row.pop("stable") == "True"
         row.pop("Avg latency")
         output = (folder / "perf_analyzer" / f"{mode}_n{n}_c{int(row['Concurrency'])}.txt").read_text()
-        composing = parse_composing_models(output).get(row["Concurrency"], {})
+        composing = with_engine_compute(
+            parse_composing_models(output).get(row["Concurrency"], {}),
+            engine_compute.get((mode, n, row["Concurrency"]), {}),
+        )
         cells.append(
             {"mode": mode, "num_candidates": n, "stable": stable, "row": row, "composing": composing}
         )

@@ -1,6 +1,7 @@
 """The tables of `make bench`, from measured figures to CSV rows and Markdown: pure functions.
 
     stage_split(row, composing)        one perf_analyzer cell -> per-stage compute and overhead (ms)
+    with_engine_compute(...)           the engines' own compute added to a cell's engine stats
     paper_table(figures, ...)          the paper's table: time / FLOPs / memory saving vs the CLIP verifier
     ratio_rows / ratio_markdown        every ratio next to its target and its floor, with the reason
     markdown_table / write_csv         formatting
@@ -26,6 +27,8 @@ US_PER_MS = 1e3
 # The columns of perf_analyzer's `-f` CSV that add up to the average round trip (microseconds).
 SERVER_PARTS = ("Server Queue", "Server Compute Input", "Server Compute Infer", "Server Compute Output")
 CLIENT_PARTS = ("Client Send", "Network+Server Send/Recv", "Client Recv")
+# An engine's own ONNX Runtime compute per request (benchmarks/engine_compute.py), in its stats.
+ENGINE_COMPUTE = "engine_compute_us"
 
 
 def stage_split(row: Mapping[str, float | str], composing: Mapping[str, Mapping[str, float]]) -> list[dict]:
@@ -34,22 +37,34 @@ def stage_split(row: Mapping[str, float | str], composing: Mapping[str, Mapping[
     row: the cell's `-f` CSV row (microseconds: SERVER_PARTS and CLIENT_PARTS); composing: its
         engines' stats (`vhs.serving.perf_analyzer.parse_composing_models`).
     Returns one dict per stage (`stage_order`) with `stage`, `compute_ms`, `overhead_ms`, `total_ms`.
-    An engine's compute is Triton's `compute infer` of its model (for a Python-backend engine: the
-    ONNX Runtime run plus the stub's tensor exchange); its overhead is its queue, input/output and
-    Triton overhead.
+    An engine's compute is the graph's own: the time inside ONNX Runtime's run the engine reports
+    (its stats' ENGINE_COMPUTE, `with_engine_compute`); for an engine without it (Triton's own
+    onnxruntime or tensorrt_plan backend), Triton's `compute infer`. Its overhead is the rest of its
+    request latency: queue, input/output, Triton overhead and, on the Python backend, the stub's
+    tensor exchange and batching around the run.
     Every engine is called once per request (`vhs.best_of_n`), so its averages are per request. The
     orchestrator's overhead is its compute minus its engine calls (BLS hops, request parsing,
     Python), plus its own queue and I/O; the client's is the send, receive and network time.
     """
     stages = []
     for engine, stats in sorted(composing.items(), key=lambda item: stage_order(item[0])):
-        compute = stats["compute_infer_us"]
+        compute = stats.get(ENGINE_COMPUTE, stats["compute_infer_us"])
         stages.append(_stage(engine, compute, stats["request_latency_us"] - compute))
     engines_us = sum(stats["request_latency_us"] for stats in composing.values())
     server_us = sum(float(row[part]) for part in SERVER_PARTS)
     stages.append(_stage(ORCHESTRATOR_STAGE, 0.0, server_us - engines_us))
     stages.append(_stage(CLIENT_STAGE, 0.0, sum(float(row[part]) for part in CLIENT_PARTS)))
     return stages
+
+
+def with_engine_compute(
+    composing: Mapping[str, Mapping[str, float]], compute_us: Mapping[str, float]
+) -> dict[str, dict[str, float]]:
+    """`composing` with ENGINE_COMPUTE (microseconds per request) added to the engines in `compute_us`."""
+    return {
+        engine: {**stats, **({ENGINE_COMPUTE: compute_us[engine]} if engine in compute_us else {})}
+        for engine, stats in composing.items()
+    }
 
 
 def average_latency_us(row: Mapping[str, float | str]) -> float:

@@ -13,6 +13,7 @@ from benchmarks.bench_tables import Grid, PresetFigures, write_report
 from benchmarks.input_data import SHIPPED_FILE, evaluation_prompt_texts, input_data, shipped_prompts, variant
 from benchmarks.memory import process_memory_mib
 from benchmarks.report import (
+    ENGINE_COMPUTE,
     ModeFigures,
     Ratio,
     average_latency_us,
@@ -20,6 +21,7 @@ from benchmarks.report import (
     paper_table,
     ratio_markdown,
     stage_split,
+    with_engine_compute,
 )
 from export.repository import orchestrator_config
 from vhs import protocol as P
@@ -103,6 +105,23 @@ def test_stage_split_accounts_for_the_whole_round_trip():
     assert reason == "overhead, not engine compute: vhs 57% (22.6 of 39.6 ms)"
 
 
+def test_stage_split_takes_the_engines_own_compute_where_reported():
+    """An engine's own ONNX Runtime time (benchmarks/engine_compute.py) is its compute; the stub's
+    exchange and batching around it join the overhead. Without it, Triton's compute infer counts."""
+    row = parse_csv_report(PERF_CSV)[0]
+    composing = with_engine_compute(
+        {
+            "dit_prefix": {"request_latency_us": 9000.0, "compute_infer_us": 7000.0},
+            "llm": {"request_latency_us": 11000.0, "compute_infer_us": 10000.0},
+        },
+        {"dit_prefix": 6000.0, "vae_decoder": 1.0},  # an engine outside the cell is not added
+    )
+    assert set(composing) == {"dit_prefix", "llm"} and ENGINE_COMPUTE not in composing["llm"]
+    stages = {s["stage"]: s for s in stage_split(row, composing)}
+    assert stages["dit_prefix"]["compute_ms"] == 6.0 and stages["dit_prefix"]["overhead_ms"] == 3.0
+    assert stages["llm"]["compute_ms"] == 10.0 and stages["llm"]["overhead_ms"] == 1.0
+
+
 def test_paper_table_savings_are_against_the_clip_verifier():
     figures = {
         "clip": ModeFigures(time_ms=100.0, flops=4e9, memory_mib=200.0),
@@ -173,6 +192,7 @@ def fake_figures(preset: str) -> PresetFigures:
                 composing = {
                     e: {"request_latency_us": 1000.0, "compute_infer_us": 800.0} for e in MODES[mode].engines
                 }
+                composing["dit_prefix"][ENGINE_COMPUTE] = 600.0  # reported by the engine itself
                 cells.append(
                     {"mode": mode, "num_candidates": n, "stable": c == 1, "row": row, "composing": composing}
                 )

@@ -20,7 +20,7 @@ Each engine model on the Python backend (`EngineMetrics`):
                                                   Triton's per-model statistics (queue, compute
                                                   input/infer/output) it splits a stage into the
                                                   graph's compute and everything around it
-                                                  (benchmarks/stage_split.py)
+                                                  (`make bench`'s stage split)
 """
 
 from __future__ import annotations
