@@ -44,7 +44,7 @@ __all__ = [
     "preset_folder",
 ]
 
-BUILTIN_PRESETS = ("tiny-random", "shapes")
+BUILTIN_PRESETS = ("tiny-random", "shapes", "proportions")
 # Folder name (also the Preset field) -> the class whose from_pretrained loads it.
 GENERATOR_COMPONENTS = {
     "tokenizer": AutoTokenizer,
@@ -125,13 +125,17 @@ class Preset:
 def preset_folder(name_or_path: str | os.PathLike) -> Path:
     """Resolve a built-in preset name or a folder path to a folder holding `preset.json`.
 
-    `tiny-random` is built in code on first use (into `$VHS_CACHE_DIR`, default `./build/presets`);
-    `shapes` ships in the package.
+    `tiny-random` and `proportions` are built in code on first use (into `$VHS_CACHE_DIR/presets`,
+    default `./build/presets`); `shapes` ships in the package.
     """
     if name_or_path == "tiny-random":
         from .tiny_random import ensure_tiny_random
 
         return ensure_tiny_random()
+    if name_or_path == "proportions":
+        from .proportions import ensure_proportions
+
+        return ensure_proportions()
     if name_or_path == "shapes":
         return Path(__file__).parent / "shapes"
     folder = Path(name_or_path)

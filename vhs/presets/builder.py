@@ -8,7 +8,11 @@ the one real checkpoints use. Only the sizes differ between `tiny-random` and `s
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from diffusers import AutoencoderDC, SanaTransformer2DModel, SCMScheduler
@@ -54,6 +58,11 @@ class ComponentSizes:
     clip_width: int
     clip_intermediate: int
     clip_layers: int
+    # The tower reads the decoded image resized to clip_image_size (CLIP ViT-L/14-336 reads a
+    # 1024 px SANA-Sprint image at 336 px); None: the image size itself.
+    clip_image_size: int | None = None
+    clip_patch_size: int = 8
+    vae_decoder_layers: int = 1  # ResBlocks / EfficientViT blocks per decoder level
 
 
 def build_preset(config: PresetConfig, sizes: ComponentSizes, corpus: list[str], seed: int) -> Preset:
@@ -85,6 +94,25 @@ def build_preset(config: PresetConfig, sizes: ComponentSizes, corpus: list[str],
         clip_connector=MLPConnector(sizes.clip_width, sizes.llm_width, normalize_input=False),
         latent_connector=MLPConnector(sizes.latent_channels, sizes.llm_width),
     )
+
+
+def ensure_built(name: str, version: int, build: Callable[[], Preset]) -> Path:
+    """The folder of a preset built in code, built and saved on first use into
+    `$VHS_CACHE_DIR/presets/<name>-v<version>` (`VHS_CACHE_DIR` defaults to `./build`)."""
+    cache = Path(os.environ.get("VHS_CACHE_DIR", Path.cwd() / "build")) / "presets"
+    folder = cache / f"{name}-v{version}"
+    if not (folder / "preset.json").is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        # Write to a temporary sibling and rename, so a concurrent or interrupted build never
+        # leaves a half-written preset behind.
+        staging = Path(tempfile.mkdtemp(dir=cache, prefix=f".{name}-"))
+        build().save_pretrained(staging)
+        try:
+            staging.rename(folder)
+        except OSError:
+            if not (folder / "preset.json").is_file():
+                raise
+    return folder
 
 
 def build_text_encoder(sizes: ComponentSizes, tokenizer, max_length: int) -> Gemma2Model:
@@ -144,7 +172,7 @@ def build_vae(sizes: ComponentSizes) -> AutoencoderDC:
         encoder_block_out_channels=sizes.vae_encoder_channels,
         decoder_block_out_channels=sizes.vae_decoder_channels,
         encoder_layers_per_block=(1,) * levels,
-        decoder_layers_per_block=(1,) * levels,
+        decoder_layers_per_block=(sizes.vae_decoder_layers,) * levels,
         encoder_qkv_multiscales=qkv_multiscales,
         decoder_qkv_multiscales=qkv_multiscales,
         decoder_norm_types="rms_norm",
@@ -173,11 +201,11 @@ def build_llm(sizes: ComponentSizes, llm_tokenizer) -> Qwen2ForCausalLM:
 
 
 def build_clip_vision(sizes: ComponentSizes) -> CLIPVisionModel:
-    """The baseline verifier's vision tower: a CLIP ViT with 8 x 8 patches on the decoded image."""
+    """The baseline verifier's vision tower: a CLIP ViT on the decoded image (resized to its own size)."""
     return CLIPVisionModel(
         CLIPVisionConfig(
-            image_size=sizes.image_size,
-            patch_size=8,
+            image_size=sizes.clip_image_size or sizes.image_size,
+            patch_size=sizes.clip_patch_size,
             hidden_size=sizes.clip_width,
             intermediate_size=sizes.clip_intermediate,
             num_hidden_layers=sizes.clip_layers,

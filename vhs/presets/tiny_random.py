@@ -6,13 +6,11 @@ blocks and l* = 7 so block indices mean what they mean for the real model; width
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from ..verifier import VERIFIER_QUESTION
 from . import Preset, PresetConfig
-from .builder import ComponentSizes, build_preset
+from .builder import ComponentSizes, build_preset, ensure_built
 
 VERSION = 4  # bump when anything below changes, so cached copies are rebuilt
 SEED = 0
@@ -73,17 +71,4 @@ def build_tiny_random() -> Preset:
 
 def ensure_tiny_random() -> Path:
     """Build and save the preset once into the cache folder; return the folder."""
-    cache = Path(os.environ.get("VHS_CACHE_DIR", Path.cwd() / "build")) / "presets"
-    folder = cache / f"tiny-random-v{VERSION}"
-    if not (folder / "preset.json").is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        # Write to a temporary sibling and rename, so a concurrent or interrupted build never
-        # leaves a half-written preset behind.
-        staging = Path(tempfile.mkdtemp(dir=cache, prefix=".tiny-random-"))
-        build_tiny_random().save_pretrained(staging)
-        try:
-            staging.rename(folder)
-        except OSError:
-            if not (folder / "preset.json").is_file():
-                raise
-    return folder
+    return ensure_built("tiny-random", VERSION, build_tiny_random)
