@@ -1,38 +1,120 @@
-"""Per-candidate compute of each component, published SANA-Sprint + VHS models vs the `shapes` preset.
+"""Per-candidate compute of each engine, published SANA-Sprint + VHS models vs a preset.
 
 FLOPs are counted with `torch.utils.flop_counter.FlopCounterMode` on one forward pass of batch 1.
 The published models are instantiated on the meta device from their configs (no weights needed):
 SANA-Sprint 1.6B transformer (20 blocks, 70 heads x 32, cross 20 x 112, caption 2304, 32 x 32 x 32
-latent, 300 caption tokens), the DC-AE f32c32 decoder, Gemma-2-2B (300 tokens), CLIP ViT-L/14-336
-and Qwen2.5-0.5B on ~1064 tokens. The `shapes` preset is counted on its real modules with the token
-counts it serves: its own text length, 64 visual tokens plus the verifier question.
+latent, 300 caption tokens) split after block 7 as served, the DC-AE f32c32 decoder, Gemma-2-2B (300
+tokens), CLIP ViT-L/14-336 (576 patches of a 1024 px image resized to 336 px) and Qwen2.5-0.5B on the
+visual tokens of each verifier plus ~40 question tokens, with VHS's mlp2x_gelu connectors. A preset is
+counted on the exact engine modules it serves (`vhs.engines`), fed as a request feeds them (the
+exporter's example chain), with the token counts it serves (padded question included).
 
-    python benchmarks/flops.py        # prints the table (`make flops`)
+Every engine's FLOPs are compared as a proportion of the whole DiT (prefix + suffix) of one
+candidate; the visual-token counts as a proportion of the DiT's tokens. The per-request FLOPs of
+each mode follow from the mode table (`vhs/modes.py`): the text encoder once, the stages a mode runs
+on every candidate N times, the winner's stages once.
+
+    python benchmarks/flops.py shapes         # `make flops` (PRESET=proportions for that preset)
 """
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
+
 import torch
 from diffusers import AutoencoderDC, SanaTransformer2DModel
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from transformers import CLIPVisionConfig, CLIPVisionModel, Gemma2Config, Gemma2Model, Qwen2Config, Qwen2Model
 
-# Published component sizes at 1024 px (SANA-Sprint 1.6B, DC-AE f32c32, VHS's Qwen2.5-0.5B verifier).
+from vhs.dit_split import DiTPrefix, DiTSuffix
+from vhs.engine_names import (
+    CLIP_LLM,
+    CLIP_VISION,
+    CONNECTOR,
+    DIT_PREFIX,
+    DIT_SUFFIX,
+    LATENT_CONNECTOR,
+    LATENT_LLM,
+    LLM,
+    TEXT_ENCODER,
+    VAE_DECODER,
+)
+from vhs.engines import VAEDecoder
+from vhs.modes import MODES
+from vhs.verifier import ClipVisualEncoder, LatentVisualEncoder, MLPConnector
+
+# Published sizes at 1024 px (SANA-Sprint 1.6B, DC-AE f32c32, VHS's Qwen2.5-0.5B verifier).
 PUBLISHED_TEXT_TOKENS = 300
-PUBLISHED_LLM_TOKENS = 1064  # question + 576 CLIP-336 visual tokens, as in the notes' table
-COMPONENTS = ("dit", "vae_decoder", "text_encoder", "llm", "clip_vision")
-# Published proportions to DiT (docs/onnx-export.md); each preset ratio must be within 2x of these.
-TOLERANCE = 2.0
+PUBLISHED_QUESTION_TOKENS = 40  # the verifier question around the visual tokens (1064 with VHS's 1024)
+PUBLISHED_SPLIT_BLOCK = 7
+# The factor each preset's proportions must stay within (tests/test_shapes_preset.py,
+# tests/test_proportions_preset.py); presets not named here are printed without a verdict.
+TOLERANCES = {"shapes": 2.0, "proportions": 1.25}
+# Engines below this share of the published DiT (the connectors: 0.06-0.2 %) cannot move a
+# request's time; their proportions are printed but not checked.
+NEGLIGIBLE_SHARE = 0.01
+REQUEST_CANDIDATES = (1, 2, 4, 8)
 
 
-def published_components() -> dict:
-    """The published models on the meta device, with their batch-1 example inputs."""
+@dataclass(frozen=True)
+class Compute:
+    """What one candidate costs: FLOPs of every engine (batch 1) and the visual tokens of each
+    visual encoder (by engine name), with the DiT's own token count."""
+
+    engine_flops: dict[str, float]
+    visual_tokens: dict[str, int]
+    dit_tokens: int
+
+    @property
+    def dit_flops(self) -> float:
+        return self.engine_flops[DIT_PREFIX] + self.engine_flops[DIT_SUFFIX]
+
+
+@dataclass(frozen=True)
+class Proportion:
+    """One row of the comparison: a quantity, published and preset, each relative to the DiT."""
+
+    name: str
+    published: float
+    published_ratio: float
+    preset: float
+    preset_ratio: float
+    checked: bool
+
+    @property
+    def factor(self) -> float:
+        return self.preset_ratio / self.published_ratio
+
+
+def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def flop_counter() -> FlopCounterMode:
+    """torch's FLOP counter, which also counts attention on the CPU: torch 2.13 counts the CPU
+    kernel of `scaled_dot_product_attention` as 0 (on the meta device it decomposes into counted
+    matrix products), which would drop the attention of every transformer's real modules."""
+    cpu_attention = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    return FlopCounterMode(display=False, custom_mapping={cpu_attention: _cpu_sdpa_flops})
+
+
+def _count(module: torch.nn.Module, inputs: dict) -> float:
+    counter = flop_counter()
+    with torch.no_grad(), counter:
+        module(**inputs)
+    return float(counter.get_total_flops())
+
+
+def published_compute() -> Compute:
+    """The published models on the meta device, counted as the served engines (batch 1)."""
+    latent_size, dit_tokens = 32, 1024
     with torch.device("meta"):
         transformer = SanaTransformer2DModel(
             in_channels=32, out_channels=32, num_attention_heads=70, attention_head_dim=32, num_layers=20,
             num_cross_attention_heads=20, cross_attention_head_dim=112, cross_attention_dim=2240,
-            caption_channels=2304, mlp_ratio=2.5, sample_size=32, patch_size=1, guidance_embeds=True,
-            qk_norm="rms_norm_across_heads",
+            caption_channels=2304, mlp_ratio=2.5, sample_size=latent_size, patch_size=1,
+            guidance_embeds=True, qk_norm="rms_norm_across_heads",
         )  # fmt: skip
         vae = AutoencoderDC(
             in_channels=3, latent_channels=32, attention_head_dim=32,
@@ -64,107 +146,170 @@ def published_components() -> dict:
                 num_attention_heads=14, num_key_value_heads=2,
             )
         )  # fmt: skip
-    return _with_inputs(
-        transformer, vae, text_encoder, clip_vision, llm, PUBLISHED_TEXT_TOKENS, PUBLISHED_LLM_TOKENS, "meta"
-    )
+        llm_width = llm.config.hidden_size
+        encoders = {
+            CONNECTOR: (MLPConnector(2240, llm_width), {"features": torch.zeros(1, dit_tokens, 2240)}),
+            CLIP_VISION: (
+                ClipVisualEncoder(clip_vision, MLPConnector(1024, llm_width, normalize_input=False)),
+                {"images": torch.zeros(1, 3, 1024, 1024)},
+            ),
+            LATENT_CONNECTOR: (
+                LatentVisualEncoder(MLPConnector(32, llm_width)),
+                {"latents": torch.zeros(1, 32, latent_size, latent_size)},
+            ),
+        }
+        flops = {
+            TEXT_ENCODER: _count(
+                text_encoder, {"input_ids": torch.zeros(1, PUBLISHED_TEXT_TOKENS, dtype=torch.long)}
+            ),
+            **_dit_flops(transformer, PUBLISHED_TEXT_TOKENS),
+            VAE_DECODER: _count(
+                VAEDecoder(vae), {"denoised_latents": torch.zeros(1, 32, latent_size, latent_size)}
+            ),
+            **{name: _count(module, inputs) for name, (module, inputs) in encoders.items()},
+        }
+        visual_tokens = {CONNECTOR: dit_tokens, CLIP_VISION: (336 // 14) ** 2, LATENT_CONNECTOR: dit_tokens}
+        for mode in MODES.values():
+            if mode.verifies:
+                tokens = PUBLISHED_QUESTION_TOKENS + visual_tokens[mode.visual_encoder]
+                flops[mode.llm] = _count(llm, {"inputs_embeds": torch.zeros(1, tokens, llm_width)})
+    return Compute(flops, visual_tokens, dit_tokens)
 
 
-def preset_components(preset) -> dict:
-    """A loaded preset's modules with the inputs one candidate of a request gives them."""
-    tokens = preset.prompt_tokenizer
-    llm_tokens = len(tokens.question_prefix_ids) + preset.transformer.config.sample_size**2
-    llm_tokens += preset.config.question_max_length
-    return _with_inputs(
-        preset.transformer, preset.vae, preset.text_encoder, preset.clip_vision, preset.llm.model,
-        preset.config.text_max_length, llm_tokens, "cpu",
-    )  # fmt: skip
-
-
-def _with_inputs(transformer, vae, text_encoder, clip_vision, llm, text_tokens, llm_tokens, device) -> dict:
+def _dit_flops(transformer: SanaTransformer2DModel, text_tokens: int) -> dict[str, float]:
+    """FLOPs of the prefix (embeddings and blocks 0..7) and the suffix of the published split."""
     config = transformer.config
-    size, channels = config.sample_size, config.in_channels
-    image_size = clip_vision.config.image_size
-    zeros = {"device": device}
-    return {
-        "dit": (
-            transformer,
-            {
-                "hidden_states": torch.zeros(1, channels, size, size, **zeros),
-                "encoder_hidden_states": torch.zeros(1, text_tokens, config.caption_channels, **zeros),
-                "timestep": torch.ones(1, **zeros),
-                "guidance": torch.ones(1, **zeros),
-            },
-        ),
-        "vae_decoder": (
-            vae.decoder,
-            {"hidden_states": torch.zeros(1, vae.config.latent_channels, size, size, **zeros)},
-        ),
-        "text_encoder": (text_encoder, {"input_ids": torch.zeros(1, text_tokens, dtype=torch.long, **zeros)}),
-        "llm": (llm, {"inputs_embeds": torch.zeros(1, llm_tokens, llm.config.hidden_size, **zeros)}),
-        "clip_vision": (clip_vision, {"pixel_values": torch.zeros(1, 3, image_size, image_size, **zeros)}),
-    }
+    noise = torch.zeros(1, config.in_channels, config.sample_size, config.sample_size)
+    timestep = torch.ones(1)
+    prefix = DiTPrefix(transformer, PUBLISHED_SPLIT_BLOCK, 0.5)
+    suffix = DiTSuffix(transformer, PUBLISHED_SPLIT_BLOCK, 0.5)
+    prefix_inputs = (
+        noise, torch.zeros(1, text_tokens, config.caption_channels), torch.ones(1, text_tokens), timestep,
+        torch.ones(1),
+    )  # fmt: skip
+    counter = flop_counter()
+    with torch.no_grad(), counter:
+        prefix_outputs = prefix(*prefix_inputs)
+    prefix_flops = float(counter.get_total_flops())
+    counter = flop_counter()
+    with torch.no_grad(), counter:
+        suffix(*prefix_outputs, noise, timestep)
+    return {DIT_PREFIX: prefix_flops, DIT_SUFFIX: float(counter.get_total_flops())}
 
 
-def count_flops(components: dict) -> dict[str, float]:
-    """FLOPs of one batch-1 forward pass of each component."""
-    flops = {}
-    for name, (module, inputs) in components.items():
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
-            module(**inputs)
-        flops[name] = float(counter.get_total_flops())
-    return flops
-
-
-def engine_flops(preset) -> dict[str, float]:
-    """FLOPs of one row of every engine the preset serves (a candidate; the text encoder: the prompt),
-    counted on the modules the graphs are exported from, with the exporter's example inputs."""
-    from export.graphs import example_inputs
+def preset_compute(preset) -> Compute:
+    """The served engines of a loaded preset (all modes), fed batch 1 as a request feeds them."""
+    from export.graphs import ExampleChain
     from vhs.engines import build_engines
 
     engines = build_engines(preset)
-    inputs = example_inputs(preset, engines, batch=1)
-    return count_flops({name: (engine, inputs[name]) for name, engine in engines.items()})
+    chain = ExampleChain(preset, batch=1)
+    flops = {}
+    for name, engine in engines.items():
+        inputs = chain.inputs_for(name, engine, preset)
+        counter = flop_counter()
+        with counter:
+            chain.record(name, engine, inputs)
+        flops[name] = float(counter.get_total_flops())
+    visual_tokens = {encoder: tokens.shape[1] for encoder, tokens in chain.visual_tokens.items()}
+    return Compute(flops, visual_tokens, preset.transformer.config.sample_size**2)
 
 
-def request_flops(per_row: dict[str, float], mode: str, num_candidates: int) -> float:
-    """FLOPs of one request: every engine of `mode` times the rows it runs (`VerifierMode.engine_rows`)."""
-    from vhs.modes import MODES
+def request_flops(compute: Compute, mode: str, num_candidates: int) -> float:
+    """FLOPs of one request in `mode` with N candidates, from the mode table (Best-of-1: one)."""
+    verifier = MODES[mode]
+    n = num_candidates if verifier.verifies else 1
+    per_candidate = [*verifier.stages_for_every_candidate]
+    if verifier.verifies:
+        per_candidate += [verifier.visual_encoder, verifier.llm]
+    flops = compute.engine_flops
+    return (
+        flops[TEXT_ENCODER]
+        + n * sum(flops[name] for name in per_candidate)
+        + sum(flops[name] for name in verifier.stages_for_the_winner)
+    )
 
-    return sum(per_row[engine] * rows for engine, rows in MODES[mode].engine_rows(num_candidates).items())
+
+def proportions(published: Compute, preset: Compute) -> list[Proportion]:
+    """Every engine's FLOPs relative to the DiT of one candidate, then every visual encoder's token
+    count relative to the DiT's tokens; published beside preset."""
+    rows = [
+        Proportion(
+            name,
+            published.engine_flops[name],
+            published.engine_flops[name] / published.dit_flops,
+            preset.engine_flops[name],
+            preset.engine_flops[name] / preset.dit_flops,
+            checked=published.engine_flops[name] / published.dit_flops >= NEGLIGIBLE_SHARE,
+        )
+        for name in preset.engine_flops
+    ]
+    rows += [
+        Proportion(
+            f"{encoder} visual tokens",
+            published.visual_tokens[encoder],
+            published.visual_tokens[encoder] / published.dit_tokens,
+            tokens,
+            tokens / preset.dit_tokens,
+            checked=True,
+        )
+        for encoder, tokens in preset.visual_tokens.items()
+    ]
+    return rows
 
 
-def flop_table(preset_name: str = "shapes") -> tuple[str, bool]:
-    """(markdown table of per-candidate GFLOP and ratios to the DiT, whether every ratio is within 2x)."""
-    from vhs.presets import load_preset
-
-    published = count_flops(published_components())
-    ours = count_flops(preset_components(load_preset(preset_name)))
+def proportion_table(rows: list[Proportion], preset_name: str) -> str:
+    """Markdown: FLOPs in GFLOP (published) and MFLOP (preset), token counts as counts."""
     lines = [
-        f"| component | published GFLOP | published / DiT | {preset_name} MFLOP | {preset_name} / DiT "
-        "| factor |",
+        f"| engine | published | published / DiT | {preset_name} | {preset_name} / DiT | factor |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    all_within = True
-    for name in COMPONENTS:
-        published_ratio = published[name] / published["dit"]
-        our_ratio = ours[name] / ours["dit"]
-        factor = our_ratio / published_ratio
-        all_within &= 1 / TOLERANCE <= factor <= TOLERANCE
+    for row in rows:
+        tokens = row.name.endswith("tokens")
+        published = f"{row.published:,.0f}" if tokens else f"{row.published / 1e9:,.0f} GFLOP"
+        preset = f"{row.preset:,.0f}" if tokens else f"{row.preset / 1e6:,.1f} MFLOP"
+        factor = f"{row.factor:.2f}" if row.checked else f"({row.factor:.2f}, negligible)"
         lines.append(
-            f"| {name} | {published[name] / 1e9:,.0f} | {published_ratio:.3f} | {ours[name] / 1e6:,.1f} "
-            f"| {our_ratio:.3f} | {factor:.2f} |"
+            f"| {row.name} | {published} | {row.published_ratio:.4f} | {preset} | {row.preset_ratio:.4f} "
+            f"| {factor} |"
         )
-    return "\n".join(lines), all_within
+    return "\n".join(lines)
 
 
-def main() -> None:
-    import sys
+def request_table(published: Compute, preset: Compute, preset_name: str) -> str:
+    """Markdown: per-request FLOP ratios of VHS to each other mode, published and preset, by N."""
+    others = [mode for mode in MODES if mode != "vhs"]
+    header = " | ".join(f"vhs/{mode} published | vhs/{mode} {preset_name}" for mode in others)
+    lines = [f"| N | {header} |", "| ---: |" + " ---: |" * (2 * len(others))]
+    for n in REQUEST_CANDIDATES:
+        cells = []
+        for mode in others:
+            for compute in (published, preset):
+                cells.append(f"{request_flops(compute, 'vhs', n) / request_flops(compute, mode, n):.3f}")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
-    table, all_within = flop_table(sys.argv[1] if len(sys.argv) > 1 else "shapes")
-    print(table)
-    print(f"every ratio within {TOLERANCE:g}x of the published one: {all_within}")
+
+def within(rows: list[Proportion], tolerance: float) -> bool:
+    """Whether every checked proportion is within `tolerance`x of the published one."""
+    return all(1 / tolerance <= row.factor <= tolerance for row in rows if row.checked)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vhs.presets import load_preset
+
+    preset_name = (argv if argv is not None else sys.argv[1:] or ["shapes"])[0]
+    published = published_compute()
+    preset = preset_compute(load_preset(preset_name))
+    rows = proportions(published, preset)
+    print(proportion_table(rows, preset_name))
+    print()
+    print(request_table(published, preset, preset_name))
+    tolerance = TOLERANCES.get(preset_name)
+    if tolerance is not None:
+        print(f"every checked proportion within {tolerance:g}x of the published one: {within(rows, tolerance)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
