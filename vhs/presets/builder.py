@@ -62,7 +62,9 @@ class ComponentSizes:
     # 1024 px SANA-Sprint image at 336 px); None: the image size itself.
     clip_image_size: int | None = None
     clip_patch_size: int = 8
-    vae_decoder_layers: int = 1  # ResBlocks / EfficientViT blocks per decoder level
+    # ResBlocks / EfficientViT blocks per decoder level: one count for every level, or one per level
+    # from the highest resolution to the latent's (as DC-AE's decoder_layers_per_block)
+    vae_decoder_layers: int | tuple[int, ...] = 1
 
 
 def build_preset(config: PresetConfig, sizes: ComponentSizes, corpus: list[str], seed: int) -> Preset:
@@ -163,6 +165,9 @@ def build_vae(sizes: ComponentSizes) -> AutoencoderDC:
     levels = len(sizes.vae_encoder_channels)
     block_types = ("ResBlock",) * (levels - 1) + ("EfficientViTBlock",)
     qkv_multiscales = ((),) * (levels - 1) + ((5,),)
+    decoder_layers = sizes.vae_decoder_layers
+    if isinstance(decoder_layers, int):
+        decoder_layers = (decoder_layers,) * levels
     return AutoencoderDC(
         in_channels=3,
         latent_channels=sizes.latent_channels,
@@ -172,7 +177,7 @@ def build_vae(sizes: ComponentSizes) -> AutoencoderDC:
         encoder_block_out_channels=sizes.vae_encoder_channels,
         decoder_block_out_channels=sizes.vae_decoder_channels,
         encoder_layers_per_block=(1,) * levels,
-        decoder_layers_per_block=(sizes.vae_decoder_layers,) * levels,
+        decoder_layers_per_block=decoder_layers,
         encoder_qkv_multiscales=qkv_multiscales,
         decoder_qkv_multiscales=qkv_multiscales,
         decoder_norm_types="rms_norm",
