@@ -8,7 +8,8 @@ from vhs.verifier import MLPConnector
 
 
 def test_unknown_preset_names_the_choices():
-    with pytest.raises(ValueError, match="preset must be one of tiny-random, shapes or a folder"):
+    choices = "tiny-random, shapes, proportions"
+    with pytest.raises(ValueError, match=f"preset must be one of {choices} or a folder"):
         load_preset("no-such-preset")
 
 
