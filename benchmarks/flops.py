@@ -223,18 +223,24 @@ def preset_compute(preset) -> Compute:
     return Compute(flops, visual_tokens, preset.transformer.config.sample_size**2)
 
 
-def request_flops(compute: Compute, mode: str, num_candidates: int) -> float:
-    """FLOPs of one request in `mode` with N candidates, from the mode table (Best-of-1: one)."""
+def engine_flops(preset) -> dict[str, float]:
+    """FLOPs of one row of every engine the preset serves (a candidate; the text encoder: the prompt)."""
+    return preset_compute(preset).engine_flops
+
+
+def request_flops(per_row: dict[str, float], mode: str, num_candidates: int) -> float:
+    """FLOPs of one request in `mode` with N candidates, from the mode table and the FLOPs of one
+    row of each engine: the text encoder once, the stages every candidate runs N times (Best-of-1:
+    once), the winner's stages once."""
     verifier = MODES[mode]
     n = num_candidates if verifier.verifies else 1
     per_candidate = [*verifier.stages_for_every_candidate]
     if verifier.verifies:
         per_candidate += [verifier.visual_encoder, verifier.llm]
-    flops = compute.engine_flops
     return (
-        flops[TEXT_ENCODER]
-        + n * sum(flops[name] for name in per_candidate)
-        + sum(flops[name] for name in verifier.stages_for_the_winner)
+        per_row[TEXT_ENCODER]
+        + n * sum(per_row[name] for name in per_candidate)
+        + sum(per_row[name] for name in verifier.stages_for_the_winner)
     )
 
 
@@ -303,7 +309,8 @@ def request_table(published: Compute, preset: Compute, preset_name: str) -> str:
         cells = []
         for mode in others:
             for compute in (published, preset):
-                cells.append(f"{request_flops(compute, 'vhs', n) / request_flops(compute, mode, n):.3f}")
+                flops = compute.engine_flops
+                cells.append(f"{request_flops(flops, 'vhs', n) / request_flops(flops, mode, n):.3f}")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
