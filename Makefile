@@ -8,7 +8,7 @@ EXPORT := $(BUILD)/$(PRESET)
 REPO   ?= $(EXPORT)/model_repository
 SOURCES := $(shell find vhs export model_repository -name '*.py' -o -name '*.json' -o -name '*.safetensors')
 
-.PHONY: setup test lint export serve demo bench bench-quick bench-load bench-served-budget eval-shapes evaluator-robustness clean repo-gpu
+.PHONY: setup test test-proportions lint export serve demo bench bench-quick bench-load bench-served-budget eval-shapes evaluator-robustness clean repo-gpu
 
 setup: $(VENV)/.installed
 
@@ -19,7 +19,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: setup
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -m "not proportions"
+
+# The `proportions` benchmark preset served end to end vs the reference pipeline (exports it: minutes).
+test-proportions: setup
+	$(PYTHON) -m pytest -q -m proportions
 
 lint: setup
 	$(VENV)/bin/ruff check vhs export client benchmarks tests model_repository
@@ -115,9 +119,10 @@ eval-generator: setup
 sample-grid: setup
 	$(PYTHON) -m vhs.train.evaluate_generator --preset shapes --grid vhs/presets/shapes/sample_grid.png
 
-# Per-candidate FLOPs of DiT, VAE decoder, text encoder, LLM, CLIP: published models vs shapes.
+# Per-candidate FLOPs of every engine and the per-request FLOP ratios of the modes: published models
+# vs $(PRESET) (`make flops PRESET=proportions` for the benchmark preset).
 flops: setup
-	$(PYTHON) benchmarks/flops.py shapes
+	$(PYTHON) benchmarks/flops.py $(PRESET)
 
 # --- the `shapes` verifiers (issue 14) ----------------------------------------------------------
 .PHONY: verifier-data train-verifier verifier-study eval-verifiers bench-budget
