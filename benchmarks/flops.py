@@ -229,19 +229,9 @@ def engine_flops(preset) -> dict[str, float]:
 
 
 def request_flops(per_row: dict[str, float], mode: str, num_candidates: int) -> float:
-    """FLOPs of one request in `mode` with N candidates, from the mode table and the FLOPs of one
-    row of each engine: the text encoder once, the stages every candidate runs N times (Best-of-1:
-    once), the winner's stages once."""
-    verifier = MODES[mode]
-    n = num_candidates if verifier.verifies else 1
-    per_candidate = [*verifier.stages_for_every_candidate]
-    if verifier.verifies:
-        per_candidate += [verifier.visual_encoder, verifier.llm]
-    return (
-        per_row[TEXT_ENCODER]
-        + n * sum(per_row[name] for name in per_candidate)
-        + sum(per_row[name] for name in verifier.stages_for_the_winner)
-    )
+    """FLOPs of one request in `mode` with N candidates: the FLOPs of one row of each engine times
+    the rows the mode runs it on (`VerifierMode.engine_rows`)."""
+    return sum(per_row[engine] * rows for engine, rows in MODES[mode].engine_rows(num_candidates).items())
 
 
 def proportions(
