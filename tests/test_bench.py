@@ -64,12 +64,13 @@ def test_shipped_input_data_fits_the_vhs_model_inputs():
         assert entry[P.MODE][0] in mode_names()
 
 
-def test_shipped_prompts_pass_request_validation_of_the_shapes_preset():
+@pytest.mark.parametrize("preset_name", ["shapes", "proportions"])  # make bench's BENCH_PRESETS
+def test_shipped_prompts_pass_request_validation_of_the_bench_presets(preset_name):
     """perf_analyzer would count INVALID_ARG answers as failed requests: every prompt must be valid."""
     from vhs.presets import load_preset
     from vhs.request import parse_request
 
-    preset = load_preset("shapes")
+    preset = load_preset(preset_name)
     for prompt in shipped_prompts():
         for mode in preset.config.modes:
             parse_request(preset.config, preset.prompt_tokenizer, prompt, 8, 0, mode)
