@@ -5,6 +5,7 @@ their own answer, and bad input gets INVALID_ARG naming the field while the serv
 import shutil
 
 import numpy as np
+import onnx
 import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
@@ -179,7 +180,20 @@ def test_malformed_requests_get_invalid_arg(server, client, inputs, message):
 def test_server_refuses_a_repository_with_a_tampered_graph(exported_tiny, tmp_path):
     repository = tmp_path / "model_repository"
     shutil.copytree(exported_tiny / "model_repository", repository)
-    # A valid graph, but not the one the manifest records: only the hash check can notice.
-    shutil.copy2(repository / "connector" / "1" / "model.onnx", repository / "llm" / "1" / "model.onnx")
+    # The same graph with another doc string: it loads and warms up, only the hash check can notice.
+    graph_file = repository / "llm" / "1" / "model.onnx"
+    graph = onnx.load(graph_file)
+    graph.doc_string = "re-exported elsewhere"
+    onnx.save(graph, graph_file)
     with pytest.raises(TritonServerError, match="engine 'llm'.*sha256"):
+        TritonServer(repository, build_dir="build/triton", ready_timeout_s=120).start()
+
+
+def test_server_refuses_an_engine_serving_another_graph(exported_tiny, tmp_path):
+    repository = tmp_path / "model_repository"
+    shutil.copytree(exported_tiny / "model_repository", repository)
+    # The connector's graph where the LLM's belongs: the engine's load fails, before Triton's warm-up
+    # would send it the LLM's inputs.
+    shutil.copy2(repository / "connector" / "1" / "model.onnx", repository / "llm" / "1" / "model.onnx")
+    with pytest.raises(TritonServerError, match="engine 'llm'.*not the one this model serves"):
         TritonServer(repository, build_dir="build/triton", ready_timeout_s=120).start()

@@ -48,6 +48,21 @@ class OnnxEngine:
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = list(output_names)
         self.on_compute = on_compute
+        graph_outputs = [o.name for o in self.session.get_outputs()]
+        if missing := [name for name in self.output_names if name not in graph_outputs]:
+            raise ValueError(
+                f"{model_path} has no output {missing} (its outputs: {graph_outputs}): the graph is not "
+                "the one this model serves"
+            )
+
+    def check_inputs(self, declared: Sequence[str]) -> None:
+        """Raise ValueError unless the graph's inputs are exactly `declared` (the model config's): a
+        graph swapped for another must fail the load, not every request (or Triton's warm-up)."""
+        if sorted(declared) != sorted(self.input_names):
+            raise ValueError(
+                f"the graph's inputs are {self.input_names}, the model config declares {list(declared)}: "
+                "the graph is not the one this model serves"
+            )
 
     def run_batched(self, requests: Sequence[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         """Run every request's inputs (each with its own batch axis) in one session call.

@@ -24,12 +24,16 @@ class TritonPythonModel:
         model_path = Path(args["model_repository"]) / args["model_version"] / parameters["onnx_file"]
         self.output_names = [output["name"] for output in config["output"]]
         self.guard = EngineGuard(warmup_request_count(config))
-        self.engine = OnnxEngine(
-            str(model_path),
-            self.output_names,
-            int(parameters["intra_op_num_threads"]),
-            on_compute=EngineMetrics(pb_utils, self.name).record_compute,
-        )
+        try:
+            self.engine = OnnxEngine(
+                str(model_path),
+                self.output_names,
+                int(parameters["intra_op_num_threads"]),
+                on_compute=EngineMetrics(pb_utils, self.name).record_compute,
+            )
+            self.engine.check_inputs([tensor["name"] for tensor in config["input"]])
+        except ValueError as error:  # fails this model's load with a message naming it
+            raise ValueError(f"engine '{self.name}': {error}") from None
 
     def execute(self, requests):
         from_orchestrator = [self.guard.admits(request) for request in requests]
