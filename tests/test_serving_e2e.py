@@ -10,6 +10,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from benchmarks.queue_delay import engine_counts
 from client.cli import main as cli_main
 from client.vhs_client import ImageRequest, VHSClient, VHSRequestError
 from vhs import protocol as P
@@ -27,7 +28,7 @@ def server_at_start(exported_tiny, tmp_path_factory):
     with TritonServer(exported_tiny / "model_repository", build_dir="build/triton") as running:
         yield (
             running,
-            {model: _executions(running, model) for model in (*all_engines(), P.ORCHESTRATOR_MODEL)},
+            engine_counts(running.grpc_url, (*all_engines(), P.ORCHESTRATOR_MODEL)),
         )
 
 
@@ -105,21 +106,15 @@ def test_eight_concurrent_requests_each_get_their_own_answer(server, client, tin
         ImageRequest(f"a photo of {count} circles", num_candidates=4, seed=seed, mode="vhs")
         for seed, count in enumerate(["two", "three", "four", "five", "six", "seven", "eight", "nine"])
     ]
-    before = _executions(server, "dit_prefix")
+    before = engine_counts(server.grpc_url, ["dit_prefix"])["dit_prefix"]
     results = client.generate_many(requests, concurrency=8)
-    after = _executions(server, "dit_prefix")
+    after = engine_counts(server.grpc_url, ["dit_prefix"])["dit_prefix"]
     for request, result in zip(requests, results, strict=True):
         assert_same_result(result, tiny_pipeline(request.prompt, 4, request.seed, "vhs"))
     inferences, executions = (after[0] - before[0]), (after[1] - before[1])
     assert inferences == 8 * 4
     print(f"dit_prefix: {inferences} candidates in {executions} executions")
     assert executions <= 8, "every request sends its 4 candidates in one call"
-
-
-def _executions(server, model):
-    with grpcclient.InferenceServerClient(server.grpc_url) as triton:
-        stats = triton.get_inference_statistics(model, as_json=True)["model_stats"][0]
-    return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
 
 
 @pytest.mark.parametrize(
