@@ -1,6 +1,6 @@
 """`make bench` / `make bench-quick`: the served path measured end to end, per preset, in one run.
 
-For each preset's exported repository, one real Triton server (vhs/serving/server.py):
+For each preset's exported repository, one real Triton server (vhs/launcher/server.py):
     memory      a few requests per mode, modes in the order in which each engine's batch only
                 grows (none, vhs, latent, clip), each engine stub's peak RSS read after each mode:
                 a mode's memory is the weights of the engines it calls plus what their stubs grew by
@@ -31,10 +31,9 @@ from pathlib import Path
 
 from client.vhs_client import VHSClient
 from vhs import protocol as P
+from vhs.launcher.server import TritonServer
 from vhs.modes import GENERATION_CHAIN, MODES
-from vhs.serving.manifest import MANIFEST_FILE, artifact_bytes, load_manifest
-from vhs.serving.perf_analyzer import PerfAnalyzerError, run_perf_analyzer
-from vhs.serving.server import TritonServer
+from vhs.runtime.manifest import MANIFEST_FILE, artifact_bytes, load_manifest
 
 from .bench_tables import (
     PAPER_N,
@@ -50,6 +49,7 @@ from .in_process import InProcessPipeline
 from .input_data import shipped_prompts, variant
 from .latency import measure
 from .memory import MIB, model_memory_mib
+from .perf_analyzer import PerfAnalyzerError, run_perf_analyzer
 from .report import average_latency_us, with_engine_compute
 
 MEMORY_REQUESTS = 3  # per mode, before the grid

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vhs.modes import mode_names
-from vhs.serving.perf_analyzer import parse_composing_models, parse_csv_rows
 
 from . import plots
+from .perf_analyzer import parse_composing_models, parse_csv_rows
 from .report import (
     BASELINE_MODE,
     ENGINE_COMPUTE,
@@ -384,8 +384,9 @@ def write_report(results: list[PresetFigures], output: Path, machine: str) -> st
             f"### Memory after the grid\n\n{memory_markdown(figures)}",
             f"### FLOPs\n\n{flops_markdown(figures)}",
         ]
-        plots.throughput(figures, output / f"{preset}_throughput.png")
-        plots.latency(figures, output / f"{preset}_latency.png")
+        modes, candidates = figures.grid.modes, figures.grid.candidates
+        plots.throughput(preset, modes, candidates, figures.cells, output / f"{preset}_throughput.png")
+        plots.latency(preset, modes, candidates, figures.latency, output / f"{preset}_latency.png")
         plots.stage_split(
             {mode: split_at(figures, mode, PAPER_N, 1) for mode in figures.grid.modes},
             f"{preset}: where a request's time goes, N = {PAPER_N}, concurrency 1",

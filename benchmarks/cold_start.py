@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from client.vhs_client import VHSClient
-from vhs.serving.server import TritonServer
+from vhs.launcher.server import TritonServer
 
 from .variants import variant, without_warmup
 

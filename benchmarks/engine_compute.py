@@ -1,7 +1,7 @@
 """Each engine's own compute per request, read from the server's metrics port.
 
 An engine model on the Python backend counts the time inside ONNX Runtime's `run`
-(`vhs_engine_compute_duration_us_total{engine}`, vhs/serving/metrics.py); Triton's `compute_infer`
+(`vhs_engine_compute_duration_us_total{engine}`, vhs/runtime/metrics.py); Triton's `compute_infer`
 of the same model also holds the stub's exchange of tensors and the batching around the run. Two
 snapshots around a span of requests to the `vhs` model give the graph's compute per request, which
 the stage split takes as an engine's compute (the rest of its time is overhead):

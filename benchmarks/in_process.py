@@ -18,9 +18,9 @@ from vhs import protocol as P
 from vhs.best_of_n import BestOfN, GenerationOutput, Tensors, run_steps
 from vhs.preset_config import PresetConfig
 from vhs.request import parse_request
-from vhs.serving.manifest import MANIFEST_FILE, load_manifest, verify_engine_files
-from vhs.serving.onnx_engine import OnnxEngine
-from vhs.serving.orchestrator import load_prompt_tokenizer
+from vhs.runtime.manifest import MANIFEST_FILE, load_manifest, verify_engine_files
+from vhs.runtime.onnx_engine import OnnxEngine
+from vhs.runtime.orchestrator import load_prompt_tokenizer
 
 DEFAULT_INTRA_OP_THREADS = 1
 

@@ -37,9 +37,9 @@ from client.retry import NO_RETRY
 from client.vhs_client import AsyncVHSClient, VHSClient, VHSRequestError
 from export.repository import ORCHESTRATOR_MAX_QUEUE
 from vhs import protocol as P
-from vhs.serving.health import children, live_stubs, stub_models
-from vhs.serving.server import TritonServer
-from vhs.serving.supervisor import Supervisor
+from vhs.launcher.server import TritonServer
+from vhs.launcher.stub_census import children, live_stubs, stub_models
+from vhs.launcher.supervisor import Supervisor
 
 PROMPT = "a photo of a red circle left of a blue square"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -1,7 +1,7 @@
 """Memory of each engine model of a running server: its Python-backend stubs' resident and peak
 resident memory (each instance is its own process), and device memory where a GPU is present.
 
-On the CPU server every model is a stub process (vhs/serving/health.py names them), so a model's
+On the CPU server every model is a stub process (vhs/launcher/stub_census.py names them), so a model's
 memory is its stubs' RSS, and the peak is the kernel's high-water mark `VmHWM`, which covers
 every batch the engine has run since it started. With a GPU, `nvidia-smi` reports the device
 memory of each process; models of an in-process backend (onnxruntime, tensorrt on an NGC
@@ -15,7 +15,7 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
-from vhs.serving.health import stub_models
+from vhs.launcher.stub_census import stub_models
 
 SERVER_PROCESS = "tritonserver"
 KIB = 1024

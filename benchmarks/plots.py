@@ -1,39 +1,39 @@
 """The PNG plots of `make bench` (matplotlib, Agg): throughput, request time, stage split, per preset.
 
-`throughput` and `latency` take one preset's figures (`benchmarks.bench_tables.PresetFigures`).
+Plain data in, one PNG out: the tables module (`benchmarks.bench_tables`) calls these, never the
+other way round.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 
-if TYPE_CHECKING:
-    from .bench_tables import PresetFigures
 
-
-def _cells(figures: PresetFigures, mode: str, n: int) -> list[dict]:
-    found = [c for c in figures.cells if c["mode"] == mode and c["num_candidates"] == n]
+def _cells(cells: list[dict], mode: str, n: int) -> list[dict]:
+    found = [c for c in cells if c["mode"] == mode and c["num_candidates"] == n]
     return sorted(found, key=lambda c: c["row"]["Concurrency"])
 
 
-def throughput(figures: PresetFigures, path: Path) -> None:
-    """Requests per second against concurrency, one panel per N, one line per mode."""
-    grid = figures.grid
-    panels, axes = plt.subplots(
-        1, len(grid.candidates), figsize=(3.2 * len(grid.candidates), 3.2), squeeze=False
-    )
-    for axis, n in zip(axes[0], grid.candidates, strict=True):
-        for mode in grid.modes:
-            cells = _cells(figures, mode, n)
+def throughput(
+    preset: str, modes: Sequence[str], candidates: Sequence[int], cells: list[dict], path: Path
+) -> None:
+    """Requests per second against concurrency, one panel per N, one line per mode.
+
+    cells: one dict per perf_analyzer run (mode, num_candidates, row: its CSV row).
+    """
+    panels, axes = plt.subplots(1, len(candidates), figsize=(3.2 * len(candidates), 3.2), squeeze=False)
+    for axis, n in zip(axes[0], candidates, strict=True):
+        for mode in modes:
+            cells_at_n = _cells(cells, mode, n)
             axis.plot(
-                [c["row"]["Concurrency"] for c in cells],
-                [c["row"]["Inferences/Second"] for c in cells],
+                [c["row"]["Concurrency"] for c in cells_at_n],
+                [c["row"]["Inferences/Second"] for c in cells_at_n],
                 marker="o",
                 label=mode,
             )
@@ -42,31 +42,39 @@ def throughput(figures: PresetFigures, path: Path) -> None:
         axis.set_xscale("log", base=2)
     axes[0][0].set_ylabel("requests / s (perf_analyzer)")
     axes[0][-1].legend()
-    panels.suptitle(f"{figures.preset}: throughput")
+    panels.suptitle(f"{preset}: throughput")
     _save(panels, path)
 
 
-def latency(figures: PresetFigures, path: Path) -> None:
-    """Median request time against N at concurrency 1: served (solid) and in-process (dashed)."""
-    grid, medians = figures.grid, figures.latency
+def latency(
+    preset: str,
+    modes: Sequence[str],
+    candidates: Sequence[int],
+    medians: dict[tuple[str, int], float],
+    path: Path,
+) -> None:
+    """Median request time against N at concurrency 1: served (solid) and in-process (dashed).
+
+    medians: {("served <mode>" | "in-process <mode>", N): median ms}.
+    """
     figure, axis = plt.subplots(figsize=(6, 4))
-    for mode in grid.modes:
+    for mode in modes:
         (line,) = axis.plot(
-            grid.candidates,
-            [medians[(f"served {mode}", n)] for n in grid.candidates],
+            candidates,
+            [medians[(f"served {mode}", n)] for n in candidates],
             marker="o",
             label=f"served {mode}",
         )
         axis.plot(
-            grid.candidates,
-            [medians[(f"in-process {mode}", n)] for n in grid.candidates],
+            candidates,
+            [medians[(f"in-process {mode}", n)] for n in candidates],
             linestyle="--",
             color=line.get_color(),
             label=f"in-process {mode}",
         )
     axis.set_xlabel("candidates N")
     axis.set_ylabel("median request time (ms)")
-    axis.set_title(f"{figures.preset}: served vs in-process ONNX Runtime, concurrency 1")
+    axis.set_title(f"{preset}: served vs in-process ONNX Runtime, concurrency 1")
     axis.legend(fontsize="small", ncol=2)
     _save(figure, path)
 

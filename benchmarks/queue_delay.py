@@ -24,8 +24,8 @@ from pathlib import Path
 import tritonclient.grpc as grpcclient
 
 from client.vhs_client import ImageRequest, VHSClient
+from vhs.launcher.server import TritonServer
 from vhs.modes import MODES
-from vhs.serving.server import TritonServer
 
 from .variants import variant, with_orchestrator_instances, with_queue_delay
 

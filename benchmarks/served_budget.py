@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from client.vhs_client import VHSClient
-from vhs.serving.server import TritonServer
+from vhs.launcher.server import TritonServer
 
 PROMPT = "a photo of a red circle left of a blue square"
 MODES = ("vhs", "clip")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from vhs.serving.server import TritonServer
+from vhs.launcher.server import TritonServer
 from vhs.shapes import evaluate, parse_prompt
 
 from .contact_sheet import contact_sheet

@@ -31,14 +31,14 @@ from vhs.engines import ENGINE_COMPONENTS, Engine, build_engine, served_engines
 from vhs.modes import llm_engines
 from vhs.presets import load_preset, load_preset_config
 from vhs.presets.folders import check_component_sizes, component_widths
-from vhs.serving.manifest import (
+from vhs.runtime.manifest import (
     FORMAT_VERSION,
     LLM_TOKENIZER_DIR,
     TEXT_TOKENIZER_DIR,
     artifact_bytes,
     artifact_sha256,
 )
-from vhs.serving.onnx_engine import onnx_model_file
+from vhs.runtime.onnx_engine import onnx_model_file
 
 from .backends import BACKENDS, Backend
 from .cleanup import clean_graph

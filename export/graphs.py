@@ -23,7 +23,7 @@ from vhs.engine_names import TEXT_ENCODER
 from vhs.engines import Engine
 from vhs.modes import GENERATION_CHAIN, all_engines, llm_engines, modes_scored_by
 from vhs.presets import Preset
-from vhs.serving.onnx_engine import onnx_model_file
+from vhs.runtime.onnx_engine import onnx_model_file
 
 EXAMPLE_PROMPT = "a photo of a red circle left of a blue square"
 EXAMPLE_BATCH = 2  # the dynamo exporter needs an example batch >= 2 to keep the axis symbolic

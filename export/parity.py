@@ -19,7 +19,7 @@ from polygraphy.comparator import Comparator, IterationResult, RunResults, Simpl
 from polygraphy.logger import G_LOGGER
 
 from vhs.engines import Engine
-from vhs.serving.onnx_engine import onnx_model_file
+from vhs.runtime.onnx_engine import onnx_model_file
 
 # Float32 graphs on CPU: differences come from operator fusion and summation order only.
 ATOL = 1e-4

@@ -19,7 +19,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from vhs import protocol as P
 from vhs.modes import MODES
-from vhs.serving.manifest import LLM_TOKENIZER_DIR, MANIFEST_FILE, TEXT_TOKENIZER_DIR
+from vhs.runtime.manifest import LLM_TOKENIZER_DIR, MANIFEST_FILE, TEXT_TOKENIZER_DIR
 
 from .backends import Backend
 

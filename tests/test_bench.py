@@ -12,6 +12,7 @@ from benchmarks.bench import memory_order
 from benchmarks.bench_tables import Grid, PresetFigures, write_report
 from benchmarks.input_data import SHIPPED_FILE, evaluation_prompt_texts, input_data, shipped_prompts, variant
 from benchmarks.memory import process_memory_mib
+from benchmarks.perf_analyzer import parse_csv_report
 from benchmarks.report import (
     ENGINE_COMPUTE,
     ModeFigures,
@@ -26,7 +27,6 @@ from benchmarks.report import (
 from export.repository import orchestrator_config
 from vhs import protocol as P
 from vhs.modes import MODES, mode_names
-from vhs.serving.perf_analyzer import parse_csv_report
 
 # perf_analyzer 2.51's `-f` CSV (rows written by throughput, not by concurrency).
 PERF_CSV = """\

@@ -20,7 +20,7 @@ from client.contact_sheet import CAPTION_PIXELS, FRAME_PIXELS, GAP_PIXELS, MIN_T
 from client.retry import RetryPolicy
 from client.vhs_client import AsyncVHSClient, ImageRequest, VHSClient, VHSRequestError
 from vhs import protocol as P
-from vhs.serving.server import TritonServer
+from vhs.launcher.server import TritonServer
 
 pytestmark = pytest.mark.server  # starts a real tritonserver
 

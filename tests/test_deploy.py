@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from export.tensorrt_support import load_support_table
-from vhs.serving.server import build_parser
+from vhs.launcher.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "deploy" / "helm" / "vhs-triton"

@@ -26,8 +26,8 @@ from export.tensorrt import TensorRTUnavailable, require_tensorrt
 from vhs import protocol as P
 from vhs.engine_names import DIT_PREFIX
 from vhs.modes import all_engines
-from vhs.serving.manifest import ManifestError, load_manifest, verify_engine_files
-from vhs.serving.onnx_engine import OnnxEngine
+from vhs.runtime.manifest import ManifestError, load_manifest, verify_engine_files
+from vhs.runtime.onnx_engine import OnnxEngine
 
 
 def read_config(path):

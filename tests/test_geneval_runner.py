@@ -10,7 +10,7 @@ from PIL import Image
 
 from client.geneval import main as geneval_main
 from client.vhs_client import VHSClient
-from vhs.serving.server import TritonServer
+from vhs.launcher.server import TritonServer
 from vhs.shapes.evaluate import score_folder
 from vhs.shapes.prompt_sets import evaluation_prompts
 

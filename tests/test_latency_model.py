@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from vhs.modes import MODES
-from vhs.serving.latency_model import (
+from vhs.runtime.latency_model import (
     MIN_GROUP_SAMPLES,
     MIN_RESIDUALS,
     PRIOR_MARGIN,

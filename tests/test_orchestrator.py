@@ -15,9 +15,9 @@ from vhs import protocol as P
 from vhs.best_of_n import BestOfN
 from vhs.errors import EngineError
 from vhs.modes import MODES
-from vhs.serving.budget import CALIBRATION_ROUNDS
-from vhs.serving.engine_guard import ENGINE_TOKEN_ENV, ENGINE_TOKEN_PARAMETER
-from vhs.serving.orchestrator import BLSEngineRunner, Orchestrator, error_response
+from vhs.runtime.budget import CALIBRATION_ROUNDS
+from vhs.runtime.engine_guard import ENGINE_TOKEN_ENV, ENGINE_TOKEN_PARAMETER
+from vhs.runtime.orchestrator import BLSEngineRunner, Orchestrator, error_response
 
 PROMPT = "a photo of a red circle"
 PROMPT_BYTES = PROMPT.encode()

@@ -13,7 +13,7 @@ from torch.utils.dlpack import from_dlpack, to_dlpack
 from vhs.best_of_n import BestOfN, run_steps
 from vhs.modes import MODES, mode_names
 from vhs.request import parse_request
-from vhs.serving.orchestrator import BLSEngineRunner
+from vhs.runtime.orchestrator import BLSEngineRunner
 
 PROMPT = "a photo of a red circle"
 GPU = "TRITONSERVER_MEMORY_GPU"

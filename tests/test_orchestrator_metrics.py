@@ -12,10 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from client.vhs_client import VHSClient, VHSRequestError
 from vhs.best_of_n import GenerationOutput
+from vhs.launcher.server import TritonServer
 from vhs.modes import MODES
 from vhs.request import GenerationRequest
-from vhs.serving.metrics import ENGINE_COMPUTE_FAMILY, FAMILIES, EngineMetrics, OrchestratorMetrics
-from vhs.serving.server import TritonServer
+from vhs.runtime.metrics import ENGINE_COMPUTE_FAMILY, FAMILIES, EngineMetrics, OrchestratorMetrics
 
 PROMPT = "a photo of a red circle left of a blue square"
 PROBE_PATHS = ("/v2/health/ready", "/v2/health/live")  # as deploy/helm/vhs-triton probes them

@@ -14,14 +14,15 @@ import pytest
 
 from client.retry import RetryPolicy, call_with_retry, call_with_retry_async
 from client.vhs_client import VHSRequestError
-from vhs.serving.engine_guard import (
+from vhs.launcher.stub_census import dead_models, stub_models
+from vhs.runtime.availability import engine_unavailable
+from vhs.runtime.engine_guard import (
     ENGINE_TOKEN_ENV,
     ENGINE_TOKEN_PARAMETER,
     EngineGuard,
     is_from_orchestrator,
     warmup_request_count,
 )
-from vhs.serving.health import dead_models, engine_unavailable, stub_models
 
 UNAVAILABLE = VHSRequestError("engine model 'llm' is unavailable", "StatusCode.UNAVAILABLE")
 INVALID = VHSRequestError("PROMPT must be a non-empty string", "StatusCode.INVALID_ARGUMENT")

@@ -17,12 +17,12 @@ from export import graphs
 from export.cli import main as export_main
 from vhs.best_of_n import to_uint8_images
 from vhs.convert.init_verifier import main as init_verifier_main
+from vhs.launcher.server import TritonServer
 from vhs.noise import candidate_noise
 from vhs.pipeline import VHSPipeline
 from vhs.presets import NETWORKS, load_preset
 from vhs.presets.folders import diffusers_complex_human_instruction
-from vhs.serving.manifest import artifact_sha256
-from vhs.serving.server import TritonServer
+from vhs.runtime.manifest import artifact_sha256
 
 PROMPT = "a photo of a Red circle"
 TEXT_MAX_LENGTH = 32

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import tritonclient.grpc
 
-from vhs.serving.perf_analyzer import parse_composing_models, run_perf_analyzer
-from vhs.serving.server import TritonServer, TritonServerError, prepare_bundled_server
+from benchmarks.perf_analyzer import parse_composing_models, run_perf_analyzer
+from vhs.launcher.install import prepare_bundled_server
+from vhs.launcher.server import TritonServer, TritonServerError
 
 BUILD_DIR = Path(__file__).resolve().parents[1] / "build" / "triton"
 
@@ -178,7 +179,7 @@ def test_stop_ends_the_server_and_its_model_stubs(tmp_path):
 def test_vhs_serve_runs_until_sigterm_then_stops_everything(tmp_path):
     write_model(tmp_path, "uppercase", UPPERCASE_MODEL)
     ports = ["--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]
-    command = [sys.executable, "-m", "vhs.serving.server", "--model-repository", str(tmp_path), *ports]
+    command = [sys.executable, "-m", "vhs.launcher.cli", "--model-repository", str(tmp_path), *ports]
     launcher = subprocess.Popen([*command, "--build-dir", str(BUILD_DIR)], stdout=subprocess.PIPE, text=True)
     try:
         banner = [launcher.stdout.readline() for _ in range(5)]

@@ -12,8 +12,8 @@ import pytest
 from benchmarks.queue_delay import engine_counts
 from benchmarks.variants import with_queue_delay, write_variant
 from client.vhs_client import ImageRequest, VHSClient
+from vhs.launcher.server import TritonServer
 from vhs.modes import all_engines
-from vhs.serving.server import TritonServer
 
 pytestmark = pytest.mark.server  # starts a real tritonserver
 

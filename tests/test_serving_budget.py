@@ -19,7 +19,7 @@ from client.cli import main as cli_main
 from client.vhs_client import VHSClient, VHSRequestError
 from export.repository import orchestrator_config, write_config
 from vhs import protocol as P
-from vhs.serving.server import TritonServer
+from vhs.launcher.server import TritonServer
 
 pytestmark = pytest.mark.server  # starts a real tritonserver
 

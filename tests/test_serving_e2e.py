@@ -14,8 +14,8 @@ from benchmarks.queue_delay import engine_counts
 from client.cli import main as cli_main
 from client.vhs_client import ImageRequest, VHSClient, VHSRequestError
 from vhs import protocol as P
+from vhs.launcher.server import TritonServer, TritonServerError
 from vhs.modes import all_engines, mode_names
-from vhs.serving.server import TritonServer, TritonServerError
 
 pytestmark = pytest.mark.server  # starts a real tritonserver
 

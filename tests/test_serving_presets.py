@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from client.vhs_client import VHSClient
+from vhs.launcher.server import TritonServer
 from vhs.modes import mode_names
-from vhs.serving.server import TritonServer
 
 pytestmark = pytest.mark.server  # starts a real tritonserver
 

@@ -27,9 +27,9 @@ from benchmarks.load import (
 )
 from client.vhs_client import VHSClient
 from export.repository import Scheduling
-from vhs.serving.health import live_stubs
-from vhs.serving.server import ADMIN_KEY_HEADER, TritonServer
-from vhs.serving.supervisor import Supervisor
+from vhs.launcher.server import ADMIN_KEY_HEADER, TritonServer
+from vhs.launcher.stub_census import live_stubs
+from vhs.launcher.supervisor import Supervisor
 
 pytestmark = pytest.mark.server  # starts a real tritonserver
 

@@ -30,7 +30,7 @@ class GenerationRequest:
     mode: str  # a key of vhs.modes.MODES
     tokenize_ms: float  # time spent tokenizing during validation, reported as the "tokenize" stage
     # With a time budget, num_candidates is the cap: the served path generates the largest N up to it
-    # whose predicted time fits (vhs/serving/budget.py) and records that prediction in predicted_ms.
+    # whose predicted time fits (vhs/runtime/budget.py) and records that prediction in predicted_ms.
     budget_ms: float | None = None
     predicted_ms: float | None = None
 

@@ -2,7 +2,7 @@
 
 Used where Triton has no ONNX Runtime backend (the PyPI-bundled server); on the NGC container the
 same graph can be served with `backend: "onnxruntime"` instead, without touching the orchestrator.
-Requests that do not come from the `vhs` orchestrator are refused (vhs/serving/engine_guard.py),
+Requests that do not come from the `vhs` orchestrator are refused (vhs/runtime/engine_guard.py),
 except Triton's warm-up requests while the model loads.
 """
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
-from vhs.serving.engine_guard import EngineGuard, warmup_request_count
-from vhs.serving.metrics import EngineMetrics
-from vhs.serving.onnx_engine import OnnxEngine
+from vhs.runtime.engine_guard import EngineGuard, warmup_request_count
+from vhs.runtime.metrics import EngineMetrics
+from vhs.runtime.onnx_engine import OnnxEngine
 
 
 class TritonPythonModel:

@@ -1,6 +1,6 @@
 """The `vhs` model: best-of-N text-to-image, orchestrating the engine models through BLS.
 
-Thin glue over `vhs.serving.orchestrator` (request validation, engine calls through BLS, response)
+Thin glue over `vhs.runtime.orchestrator` (request validation, engine calls through BLS, response)
 and `vhs.best_of_n` (the step sequence shared with the reference pipeline). `execute` is a
 coroutine awaiting each engine call (`async_exec`); Triton hands it one request at a time, and the
 model's instances (config.pbtxt) run requests side by side, whose engine calls meet and merge in
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
-from vhs.serving.orchestrator import load_orchestrator
+from vhs.runtime.orchestrator import load_orchestrator
 
 
 class TritonPythonModel:

@@ -1,19 +1,12 @@
 """Start and stop a real NVIDIA Triton Inference Server on a model repository.
 
-Where the server comes from:
-- an NGC Triton container: `tritonserver` on PATH and `/opt/tritonserver/backends` present;
-- otherwise the `tritonserver` 2.51 bundled in the `nvidia-pytriton` wheel. Its binary, backends and
-  caches are copied once into a build folder (default `build/triton/server/`), together with the
-  Python-backend stub built for the running interpreter's X.Y, and it is started with the wheel's
-  shared libraries on LD_LIBRARY_PATH and the venv's bin/ first on PATH (the stub's embedded
-  interpreter finds the venv's site-packages through the `python3` it sees there).
-
-docs/triton-on-cpu.md says why each flag and environment variable is there.
+The binary comes from `install.py` (the NGC container's, or the one bundled in nvidia-pytriton);
+docs/triton-on-cpu.md says why each flag is there.
 
 Locked down by default (docs/operations.md): the model-repository, shared-memory, logging and
 trace APIs answer only requests carrying the `vhs-admin-key` header with the operator's key; the
 repository's models are all loaded at start in explicit mode (so a failed model can be reloaded);
-engine models serve only the orchestrator (vhs/serving/engine_guard.py).
+engine models serve only the orchestrator (vhs/runtime/engine_guard.py).
 
     with TritonServer("build/tiny-random/model_repository") as server:
         client = tritonclient.grpc.InferenceServerClient(server.grpc_url)
@@ -21,30 +14,20 @@ engine models serve only the orchestrator (vhs/serving/engine_guard.py).
 
 from __future__ import annotations
 
-import argparse
-import filecmp
-import importlib.util
-import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
-import sys
-import sysconfig
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from .engine_guard import ENGINE_TOKEN_ENV
+from vhs.runtime.engine_guard import ENGINE_TOKEN_ENV
 
-DEFAULT_BUILD_DIR = Path("build/triton")
-SYSTEM_BACKENDS_DIR = Path("/opt/tritonserver/backends")
-SYSTEM_CACHES_DIR = Path("/opt/tritonserver/caches")
+from .install import DEFAULT_BUILD_DIR, TritonInstall, find_system_server, prepare_bundled_server
+
 PYTHON_SHM_DEFAULT_BYTES = 4 * 1024 * 1024
 EXIT_TIMEOUT_S = 3
 LOG_TAIL_LINES = 40
@@ -66,88 +49,6 @@ GRPC_INFER_ALLOCATION_POOL_SIZE = 0
 
 class TritonServerError(RuntimeError):
     """The server did not become ready, or exited; the message ends with the tail of its log."""
-
-
-@dataclass(frozen=True)
-class TritonInstall:
-    """Where a runnable tritonserver lives and the environment it needs."""
-
-    binary: Path
-    backend_dir: Path
-    cache_dir: Path
-    env: dict[str, str]
-
-
-def pytriton_paths() -> tuple[Path, Path]:
-    """(`<site-packages>/pytriton/tritonserver`, `<site-packages>/nvidia_pytriton.libs`) of the wheel.
-
-    Found without importing pytriton (its import pulls in much more than the server files).
-    """
-    spec = importlib.util.find_spec("pytriton")
-    if spec is None or not spec.submodule_search_locations:
-        raise TritonServerError("nvidia-pytriton is not installed: pip install nvidia-pytriton==0.7.0")
-    package_dir = Path(next(iter(spec.submodule_search_locations)))
-    return package_dir / "tritonserver", package_dir.parent / "nvidia_pytriton.libs"
-
-
-def bundled_library_path() -> str:
-    """LD_LIBRARY_PATH for binaries of the wheel: its libs, then the interpreter's libpython folder.
-
-    Without the LIBDIR part the stub loads the distro's libpython beside another build's stdlib.
-    """
-    _, libs_dir = pytriton_paths()
-    parts = [str(libs_dir), sysconfig.get_config_var("LIBDIR") or "", os.environ.get("LD_LIBRARY_PATH", "")]
-    return os.pathsep.join(part for part in parts if part)
-
-
-def find_system_server() -> TritonInstall | None:
-    """The NGC container's tritonserver, or None when this is not such a container."""
-    binary = shutil.which("tritonserver")
-    if binary is None or not SYSTEM_BACKENDS_DIR.is_dir():
-        return None
-    return TritonInstall(Path(binary), SYSTEM_BACKENDS_DIR, SYSTEM_CACHES_DIR, dict(os.environ))
-
-
-def prepare_bundled_server(build_dir: str | Path = DEFAULT_BUILD_DIR) -> TritonInstall:
-    """Copy the wheel's tritonserver into `<build_dir>/server/` (once) and return how to run it.
-
-    Layout: `server/bin/tritonserver`, `server/backends/python/` (libtriton_python.so, the utils
-    module and `triton_python_backend_stub` for this interpreter's X.Y), `server/caches/`.
-    Safe to call from several processes at once: the tree is copied to a private folder and renamed
-    into place, and the stub is replaced atomically when it is missing or from another Python.
-    """
-    source_dir, _ = pytriton_paths()
-    server_dir = Path(build_dir).resolve() / "server"
-    if not (server_dir / "bin" / "tritonserver").is_file():
-        _copy_server_tree(source_dir, server_dir)
-    python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    stub_source = source_dir / "python_backend_stubs" / python_version / "triton_python_backend_stub"
-    if not stub_source.is_file():
-        raise TritonServerError(f"nvidia-pytriton has no Python-backend stub for Python {python_version}")
-    stub = server_dir / "backends" / "python" / "triton_python_backend_stub"
-    if not stub.is_file() or not filecmp.cmp(stub_source, stub, shallow=False):
-        staged = stub.with_name(f"{stub.name}.{os.getpid()}")
-        shutil.copy2(stub_source, staged)
-        os.replace(staged, stub)
-    env = dict(os.environ)
-    env["LD_LIBRARY_PATH"] = bundled_library_path()
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    return TritonInstall(
-        server_dir / "bin" / "tritonserver", server_dir / "backends", server_dir / "caches", env
-    )
-
-
-def _copy_server_tree(source_dir: Path, server_dir: Path) -> None:
-    staging_dir = server_dir.with_name(f"{server_dir.name}.staging-{os.getpid()}")
-    shutil.rmtree(staging_dir, ignore_errors=True)
-    for part in ("bin", "backends", "caches"):
-        shutil.copytree(source_dir / part, staging_dir / part, ignore=shutil.ignore_patterns("__pycache__"))
-    try:
-        staging_dir.rename(server_dir)
-    except OSError:  # another process finished the same copy first
-        if not (server_dir / "bin" / "tritonserver").is_file():
-            raise
-        shutil.rmtree(staging_dir, ignore_errors=True)
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -393,71 +294,3 @@ class TritonServer:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The `vhs-serve` command line (also read by the Helm chart's test: ports and probes match it)."""
-    from .supervisor import DEFAULT_POLL_INTERVAL_S
-
-    parser = argparse.ArgumentParser(prog="vhs-serve", description=main.__doc__)
-    parser.add_argument("--model-repository", required=True, type=Path)
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind http, grpc and metrics to")
-    parser.add_argument("--http-port", type=int, default=8000, help="0 = pick a free port")
-    parser.add_argument("--grpc-port", type=int, default=8001, help="0 = pick a free port")
-    parser.add_argument("--metrics-port", type=int, default=8002, help="0 = pick a free port")
-    parser.add_argument("--build-dir", type=Path, default=DEFAULT_BUILD_DIR)
-    parser.add_argument("--log-verbose", type=int, default=0)
-    parser.add_argument("--ready-timeout", type=float, default=120.0, help="seconds")
-    parser.add_argument("--model-control-mode", choices=MODEL_CONTROL_MODES, default="explicit")
-    parser.add_argument(
-        "--poll-interval",
-        type=float,
-        default=DEFAULT_POLL_INTERVAL_S,
-        help="seconds between health checks of the server and its models (0 = do not supervise)",
-    )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`vhs-serve`: run tritonserver on a model repository, supervised, until Ctrl-C or SIGTERM."""
-    from .supervisor import Supervisor
-
-    args = build_parser().parse_args(argv)
-
-    server = TritonServer(
-        args.model_repository,
-        build_dir=args.build_dir,
-        host=args.host,
-        http_port=args.http_port,
-        grpc_port=args.grpc_port,
-        metrics_port=args.metrics_port,
-        log_verbose=args.log_verbose,
-        ready_timeout_s=args.ready_timeout,
-        model_control_mode=args.model_control_mode,
-        admin_key=os.environ.get(ADMIN_KEY_ENV),
-    )
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SystemExit runs the `with` exit: clean stop
-    try:
-        with server:
-            key_source = f"${ADMIN_KEY_ENV}" if os.environ.get(ADMIN_KEY_ENV) else "random, not shown"
-            print(
-                f"tritonserver ready in {server.startup_s:.1f} s (pid {server.pid})\n"
-                f"  grpc    {server.grpc_url}\n  http    {server.http_url}\n  metrics {server.metrics_url}\n"
-                f"  log     {server.log_path}\n  admin key ({ADMIN_KEY_HEADER} header): {key_source}",
-                flush=True,
-            )
-            if args.poll_interval > 0:
-                Supervisor(server, args.poll_interval).run(threading.Event())  # ends by SIGTERM/Ctrl-C
-                return 0
-            exit_code = server.wait()
-    except TritonServerError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    print(f"tritonserver exited with code {exit_code}\n{server.failure_report()}", file=sys.stderr)
-    return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
-"""Is every model of a running tritonserver able to serve? What the supervisor and the orchestrator
-rely on, since Triton 2.51 itself does not notice a dead Python-backend stub.
+"""Does every model of a running tritonserver still have its Python-backend stubs? The census the
+supervisor (and the load benchmarks) rely on, since Triton 2.51 itself does not notice a dead stub.
 
 Each instance of a Python-backend model is its own stub process, a child of tritonserver whose
 command line names the model's file (`<repository>/<model>/<version>/model.py`). A stub killed or
@@ -14,23 +14,6 @@ from pathlib import Path
 
 PROC = Path("/proc")
 STUB_BINARY = "triton_python_backend_stub"
-
-# How Triton and the Python backend word an engine that cannot take requests right now: its stub
-# died, it is unloaded or reloading, or its queue is full or timed the request out. The request
-# can be retried once the supervisor has reloaded the model or the load has passed.
-UNAVAILABLE_MARKERS = (
-    "is not healthy",
-    "is not ready",
-    "has no available versions",
-    "unknown model",
-    "Exceeds maximum queue size",
-    "Request timeout expired",
-)
-
-
-def engine_unavailable(message: str) -> bool:
-    """True when an engine's error message says it is down or overloaded, not that the request is wrong."""
-    return any(marker in message for marker in UNAVAILABLE_MARKERS)
 
 
 def children(parent_pid: int) -> list[tuple[int, str, list[str]]]:

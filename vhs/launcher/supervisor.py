@@ -1,7 +1,7 @@
 """Keep a tritonserver serving without a human: the supervisor loop run by `vhs-serve`.
 
 Every `poll_interval_s` it checks that the server process runs and that every model still has the
-live Python-backend stubs it had when the server became ready (vhs/serving/health.py). A model that
+live Python-backend stubs it had when the server became ready (vhs/launcher/stub_census.py). A model that
 lost a stub is unloaded and loaded again (explicit model-control mode; readiness is false in
 between, also for the `vhs` model while its other instance still lives: a reload in place is not
 reliable in Triton 2.51). A server that exited, or a dead stub under another mode, gets the whole
@@ -28,8 +28,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .health import dead_models, live_stubs, stub_models
 from .server import TritonServer
+from .stub_census import dead_models, live_stubs, stub_models
 
 DEFAULT_POLL_INTERVAL_S = 0.5
 # Longer than a request of the old version can still take after the reload: 5 s in the vhs queue

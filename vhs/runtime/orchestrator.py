@@ -24,10 +24,10 @@ from ..errors import EngineError, InvalidRequest
 from ..preset_config import PresetConfig
 from ..prompting import MAX_PROMPT_BYTES, PromptTokenizer
 from ..request import GenerationRequest, parse_request
+from .availability import engine_unavailable
 from .budget import BudgetPlanner
 from .cancellation import RequestCancelled, RequestWatch, stop_when_abandoned
 from .engine_guard import bls_parameters
-from .health import engine_unavailable
 from .manifest import LLM_TOKENIZER_DIR, MANIFEST_FILE, TEXT_TOKENIZER_DIR, load_manifest, verify_engine_files
 from .metrics import OrchestratorMetrics
 
@@ -48,7 +48,7 @@ class Orchestrator:
     engines: BLSEngineRunner
     image_shape: tuple[int, int, int]  # (H, W, 3) of an output image
     metrics: OrchestratorMetrics | None = None  # the custom metrics on Triton's metrics port
-    budget: BudgetPlanner | None = None  # BUDGET_MS (vhs/serving/budget.py); made from best_of_n if None
+    budget: BudgetPlanner | None = None  # BUDGET_MS (vhs/runtime/budget.py); made from best_of_n if None
 
     def __post_init__(self):
         if self.budget is None:
@@ -79,7 +79,7 @@ class Orchestrator:
 
     def steps(self, request: Any) -> tuple[GenerationRequest, Steps]:
         """One Triton request, validated (raises InvalidRequest), and its engine calls; the calls raise
-        RequestCancelled before a call once the client has given up (vhs/serving/cancellation.py).
+        RequestCancelled before a call once the client has given up (vhs/runtime/cancellation.py).
 
         With BUDGET_MS, N is chosen here (a first budget request in a mode may calibrate the latency
         model through the engines first); every request's time teaches the model, except one that
@@ -234,7 +234,7 @@ class BLSEngineRunner:
     def __init__(self, pb_utils: Any, engines: dict, on_gpu: bool = False):
         self.pb_utils = pb_utils
         self.engines = engines
-        self.parameters = bls_parameters()  # the engine token (vhs/serving/engine_guard.py)
+        self.parameters = bls_parameters()  # the engine token (vhs/runtime/engine_guard.py)
         self.request_options = (
             {"preferred_memory": pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_GPU, 0)}
             if on_gpu
@@ -266,7 +266,7 @@ class BLSEngineRunner:
         if response.has_error():
             error = response.error()
             # Triton says "down" in words more often than with the UNAVAILABLE code (a dead stub,
-            # an unloaded model): vhs/serving/health.py lists them.
+            # an unloaded model): vhs/runtime/availability.py lists them.
             unavailable = _error_code(error) == getattr(
                 self.pb_utils.TritonError, "UNAVAILABLE", None
             ) or engine_unavailable(error.message())

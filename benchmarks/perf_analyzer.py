@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .server import DEFAULT_BUILD_DIR, TritonServerError, pytriton_paths
+from vhs.launcher.install import DEFAULT_BUILD_DIR, TritonInstallError, pytriton_paths
 
 LIBS_DIR_NAME = "perf_analyzer_libs"
 # plain soname perf_analyzer links against -> glob of the hashed copy inside nvidia_pytriton.libs
@@ -72,7 +72,7 @@ def perf_analyzer_command(build_dir: str | Path = DEFAULT_BUILD_DIR) -> tuple[Pa
     env = dict(os.environ)
     try:
         _, wheel_libs_dir = pytriton_paths()
-    except TritonServerError:  # no nvidia-pytriton: a system perf_analyzer brings its own libraries
+    except TritonInstallError:  # no nvidia-pytriton: a system perf_analyzer brings its own libraries
         return Path(found), env
     libs_dir = _link_wheel_libraries(wheel_libs_dir, Path(build_dir).resolve() / LIBS_DIR_NAME)
     env["LD_LIBRARY_PATH"] = os.pathsep.join(
