@@ -18,9 +18,12 @@ from vhs.shapes.world import COLORS, SHAPES
 
 EVALUATION_SEED = 553
 # The verifiers choose hyperparameters and checkpoints on prompts of their own: a seeded fifth of
-# the training groups of every task, never sampled for verifier training.
+# the training groups of every task, never sampled for verifier training, and at least
+# MIN_VALIDATION_GROUPS groups of a task that has twice as many (two_object and position have
+# seven training shape pairs: one validation pair could not choose anything).
 VALIDATION_SEED = 554
 VALIDATION_FRACTION = 0.2
+MIN_VALIDATION_GROUPS = 2
 
 EVALUATION_TASK_SIZES = {
     "single_object": 80,
@@ -126,10 +129,12 @@ def sample_training_prompt(rng: np.random.Generator, split: str = "all") -> Prom
 @functools.cache
 def _verifier_split(tag: str) -> tuple[list[tuple[PromptSpec, ...]], list[tuple[PromptSpec, ...]]]:
     """(validation groups, verifier-training groups): the training groups of a task cut by
-    VALIDATION_SEED, VALIDATION_FRACTION of them (at least one where there are two) for validation."""
+    VALIDATION_SEED, VALIDATION_FRACTION of them for validation: at least MIN_VALIDATION_GROUPS where
+    the task has twice as many, at least one where it has two."""
     groups = _split(tag)[1]
     order = np.random.default_rng([VALIDATION_SEED, TASKS.index(tag)]).permutation(len(groups))
-    count = max(1, round(VALIDATION_FRACTION * len(groups))) if len(groups) >= 2 else 0
+    floor = MIN_VALIDATION_GROUPS if len(groups) >= 2 * MIN_VALIDATION_GROUPS else min(1, len(groups) // 2)
+    count = max(floor, round(VALIDATION_FRACTION * len(groups)))
     return [groups[i] for i in order[:count]], [groups[i] for i in order[count:]]
 
 

@@ -6,12 +6,17 @@
                                pre-trained contrastively, frozen) + connector on pixels
 
 Stages, on the candidates of `vhs.train.verifier_data` (train split; validation picks the checkpoint):
-    0. language prior (shared by every verifier, cached): the LLM learns the world's language:
-       prompts, captions, and the verifier question with its answer
+    0. language prior (shared by every verifier, cached): the LLM learns the world's language from
+       prompts and captions only; no question/verdict text, which would teach it to answer from the
+       prompt alone
     1. alignment (LLaVA stage 1): connector only, LLM frozen, language-model loss on a caption of
        what the candidate actually shows (the evaluator's detections), not on its prompt
-    2. verifier fine-tuning: connector + LLM on the published question, answer yes/no; weighted
-       cross-entropy by default (weights from the label balance), plain or focal as options. The
+    2. verifier fine-tuning: connector + LLM on the published question. Every batch holds all the
+       candidates of BATCH_PROMPTS prompts, because Best-of-N only needs the order of one prompt's
+       candidates: the default loss is pairwise (RankNet) on the yes-minus-no logit over pairs of a
+       passing and a failing candidate of the same prompt, plus XE_WEIGHT x the weighted
+       cross-entropy so that P(yes) stays a probability. "listwise" (ListNet over each prompt's
+       candidates) and the paper's pointwise losses ("weighted_xe", "xe", "focal") are options. The
        score is P(yes) from the yes/no logits, as served. The checkpoint with the best
        within-prompt AUROC on validation is kept.
 
@@ -39,7 +44,6 @@ from tqdm import tqdm
 from transformers import CLIPVisionModel, Qwen2ForCausalLM
 
 from ..presets import Preset, load_preset
-from ..prompting import VERIFIER_QUESTION
 from ..verifier import ClipVisualEncoder, LatentVisualEncoder, YesNoScorer
 from .common import LossLog, cosine_learning_rate
 from .verifier_data import OUT_DIR as DATA_DIR
@@ -49,13 +53,17 @@ from .verifier_metrics import selection_metrics
 # --- config ---------------------------------------------------------------------------------------
 PRESET = "shapes"
 SEED = 0
-BATCH_SIZE = 64
-PRIOR_STEPS, PRIOR_LR = 200, 2e-3
-ALIGN_STEPS, ALIGN_LR = 200, 2e-3
-FINETUNE_STEPS, FINETUNE_LR = 300, 5e-4
-EVAL_EVERY = 100
-LOSS = "weighted_xe"  # or "xe", "focal"
+BATCH_SIZE = 64  # stages 0 and 1: texts / candidates per step
+BATCH_PROMPTS = 8  # stage 2: whole prompts per step (x their candidates)
+PRIOR_STEPS, PRIOR_LR = 400, 2e-3
+ALIGN_STEPS, ALIGN_LR = 400, 2e-3
+FINETUNE_STEPS, FINETUNE_LR = 1500, 5e-4
+EVAL_EVERY = 250
+LOSSES = ("pairwise", "listwise", "weighted_xe", "xe", "focal")
+LOSS = "pairwise"
+XE_WEIGHT = 0.1  # of the weighted cross-entropy beside a ranking loss
 FOCAL_GAMMA = 2.0
+STATISTICS_ROWS = 4096  # candidates the connector's input mean and variance are estimated on
 OUT_DIR = Path("build/train/verifiers")
 PRIOR_DIR = OUT_DIR / "llm_prior"
 CLIP_TOWER_DIR = OUT_DIR / "clip_tower"
@@ -122,10 +130,12 @@ def as_model_input(rows: np.ndarray) -> torch.Tensor:
 
 def set_input_statistics(encoder: nn.Module, features: np.ndarray) -> None:
     """Store the per-channel mean and variance of the training inputs in the connector: channels are
-    the last axis of hidden states (N, tokens, width) and the second of latents (N, C, h, w)."""
+    the last axis of hidden states (N, tokens, width) and the second of latents (N, C, h, w).
+    Estimated on STATISTICS_ROWS evenly spaced candidates (every candidate would not change them)."""
     connector = connector_of(encoder)
     if not connector.config.normalize_input:
         return
+    features = features[:: max(1, len(features) // STATISTICS_ROWS)]
     channels = np.moveaxis(features, 1, -1) if features.ndim == 4 else features
     flat = channels.reshape(-1, channels.shape[-1]).astype(np.float64)
     connector.input_mean.copy_(torch.from_numpy(flat.mean(axis=0)).float())
@@ -143,7 +153,7 @@ def pad_token_ids(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tens
 
 
 def classification_loss(logits: torch.Tensor, passed: torch.Tensor, kind: str, class_weights: torch.Tensor):
-    """The yes/no loss; logits (B, 2) are [yes, no], passed (B,) the evaluator's verdict."""
+    """The pointwise yes/no loss; logits (B, 2) are [yes, no], passed (B,) the evaluator's verdict."""
     target = 1 - passed.long()  # index 0 is "yes"
     if kind == "xe":
         return F.cross_entropy(logits, target)
@@ -152,28 +162,63 @@ def classification_loss(logits: torch.Tensor, passed: torch.Tensor, kind: str, c
     if kind == "focal":
         cross_entropy = F.cross_entropy(logits, target, reduction="none")
         return ((1 - torch.exp(-cross_entropy)) ** FOCAL_GAMMA * cross_entropy).mean()
-    raise ValueError(f"loss must be xe, weighted_xe or focal, got {kind!r}")
+    raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
 
 
-def batches(num_rows: int, steps: int, stage: int):
+def ranking_loss(margins: torch.Tensor, passed: torch.Tensor, kind: str) -> torch.Tensor:
+    """A within-prompt ranking loss on the yes-minus-no logits `margins` (P, K) of P prompts' K
+    candidates, `passed` (P, K) their verdicts. Prompts whose candidates all pass or all fail carry
+    no order and add nothing; a batch without any mixed prompt gives 0 (with a gradient graph).
+
+    pairwise: RankNet's logistic loss over every (passing, failing) pair of a prompt, each pair
+        weighing the same.
+    listwise: ListNet's cross-entropy between the softmax of a prompt's margins and the uniform
+        distribution over its passing candidates, each mixed prompt weighing the same.
+    """
+    passed = passed.bool()
+    mixed = passed.any(dim=1) & ~passed.all(dim=1)
+    if not mixed.any():
+        return margins.sum() * 0
+    margins, passed = margins[mixed], passed[mixed]
+    if kind == "pairwise":
+        pairs = passed[:, :, None] & ~passed[:, None, :]  # (P, K, K): i passes, j fails
+        differences = margins[:, :, None] - margins[:, None, :]
+        return F.softplus(-differences)[pairs].mean()
+    if kind == "listwise":
+        target = passed.float() / passed.sum(dim=1, keepdim=True)
+        return -(target * F.log_softmax(margins, dim=1)).sum(dim=1).mean()
+    raise ValueError(f"ranking loss must be pairwise or listwise, got {kind!r}")
+
+
+def batches(num_rows: int, steps: int, stage: int, batch_size: int = BATCH_SIZE):
     """Random row indices of each step: the same on every run, different per process rank."""
     rank = dist.get_rank() if dist.is_initialized() else 0
     for step in range(steps):
         rng = np.random.default_rng([SEED, stage, step, rank])
-        yield step, rng.integers(num_rows, size=BATCH_SIZE)
+        yield step, rng.integers(num_rows, size=batch_size)
 
 
 def optimize(
-    model: nn.Module, loss_of_batch, steps: int, peak_lr: float, stage: int, num_rows: int, log, on_eval=None
+    model: nn.Module,
+    loss_of_batch,
+    steps: int,
+    peak_lr: float,
+    stage: int,
+    num_rows: int,
+    log,
+    on_eval=None,
+    batch_size: int = BATCH_SIZE,
 ):
     """The training loop of a stage: AdamW on the trainable parameters, cosine schedule, a log line
-    every 20 steps and `on_eval(step)` every EVAL_EVERY steps and at the end."""
+    every 20 steps and `on_eval(step)` every EVAL_EVERY steps and at the end. `loss_of_batch(model,
+    rows)` gets `batch_size` random indices out of `num_rows` (candidates, texts or prompts)."""
     if dist.is_initialized():
         model = DistributedDataParallel(model)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=peak_lr, weight_decay=0.0)
     model.train()
-    for step, rows in tqdm(batches(num_rows, steps, stage), total=steps, desc=f"stage {stage}", leave=False):
+    steps_and_rows = batches(num_rows, steps, stage, batch_size)
+    for step, rows in tqdm(steps_and_rows, total=steps, desc=f"stage {stage}", leave=False):
         for group in optimizer.param_groups:
             group["lr"] = cosine_learning_rate(step, steps, peak_lr, peak_lr / 10, warmup_steps=steps // 20)
         loss = loss_of_batch(model, rows)
@@ -247,16 +292,7 @@ def train_verifier(
     passed = torch.from_numpy(train["passed"].astype(np.int64))
     tokenizer = preset.llm_tokenizer
 
-    prior_texts = (
-        prompts
-        + train_record["captions"]
-        + [
-            VERIFIER_QUESTION.replace("{prompt}", prompts[p]).replace("<image>", "")
-            + (" yes" if y else " no")
-            for p, y in zip(train["prompt_index"], train["passed"], strict=True)
-        ]
-    )
-    llm = copy.deepcopy(train_language_prior(preset, prior_texts, prior_dir))
+    llm = copy.deepcopy(train_language_prior(preset, prompts + train_record["captions"], prior_dir))
     encoder = visual_encoder_for(preset, reads)
     set_input_statistics(encoder, train[reads])
     log = LossLog(out)
@@ -273,7 +309,7 @@ def train_verifier(
 
     optimize(caption_model, alignment_loss, ALIGN_STEPS, ALIGN_LR, 1, len(features), log)
 
-    # Stage 2: the verifier question, yes/no.
+    # Stage 2: the verifier question, yes/no, on batches of whole prompts.
     llm.requires_grad_(True)
     scorer = YesNoScorer(
         llm, preset.prompt_tokenizer.question_prefix_ids, preset.prompt_tokenizer.yes_token_id,
@@ -286,16 +322,23 @@ def train_verifier(
     # Each class weighs half of the loss ([yes, no]); +1 keeps a class absent from a tiny set finite.
     counts = torch.stack([passed.sum(), (1 - passed).sum()]).float() + 1
     class_weights = counts.sum() / (2 * counts)
-    prompt_index = train["prompt_index"]
+    candidates_per_prompt = int(np.bincount(train["prompt_index"])[0])
+    if not (train["prompt_index"] == np.repeat(np.arange(len(prompts)), candidates_per_prompt)).all():
+        raise ValueError("the train split must hold the same number of candidates for every prompt, in order")
 
-    def finetune_loss(model, rows):
-        prompts_of_rows = prompt_index[rows]
+    def finetune_loss(model, prompt_rows):
+        rows = (prompt_rows[:, None] * candidates_per_prompt + np.arange(candidates_per_prompt)).ravel()
         logits = model(
             as_model_input(features[rows]),
-            question_ids[prompts_of_rows],
-            question_length[prompts_of_rows],
+            question_ids[np.repeat(prompt_rows, candidates_per_prompt)],
+            question_length[np.repeat(prompt_rows, candidates_per_prompt)],
         )
-        return classification_loss(logits, passed[rows], loss_kind, class_weights)
+        if loss_kind not in ("pairwise", "listwise"):
+            return classification_loss(logits, passed[rows], loss_kind, class_weights)
+        margins = (logits[:, 0] - logits[:, 1]).view(len(prompt_rows), candidates_per_prompt)
+        return ranking_loss(
+            margins, passed[rows].view(len(prompt_rows), -1), loss_kind
+        ) + XE_WEIGHT * classification_loss(logits, passed[rows], "weighted_xe", class_weights)
 
     best = {}
 
@@ -306,7 +349,10 @@ def train_verifier(
         if not best or metrics["within_prompt_auroc"] > best["within_prompt_auroc"]:
             best.update(metrics, step=step, state=copy.deepcopy(model.state_dict()))
 
-    optimize(model, finetune_loss, FINETUNE_STEPS, FINETUNE_LR, 2, len(features), log, evaluate_on_validation)
+    optimize(
+        model, finetune_loss, FINETUNE_STEPS, FINETUNE_LR, 2, len(prompts), log, evaluate_on_validation,
+        batch_size=BATCH_PROMPTS,
+    )  # fmt: skip
     model.load_state_dict(best.pop("state"))
     check_replicas_equal(model)
     metrics = {"reads": reads, "loss": loss_kind, "validation": best, "train_positive_rate": positive_rate}
@@ -336,7 +382,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--reads", required=True, help="hidden_states_l<block> or denoised_latents")
-    parser.add_argument("--loss", default=LOSS, choices=("weighted_xe", "xe", "focal"))
+    parser.add_argument("--loss", default=LOSS, choices=LOSSES)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--preset", default=PRESET)
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)

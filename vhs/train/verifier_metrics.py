@@ -27,15 +27,58 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
 def within_prompt_auroc(scores: np.ndarray, labels: np.ndarray, prompt_index: np.ndarray) -> float:
     """The AUROC over pairs (passing, failing) of candidates of the same prompt, every pair weighing
     the same; nan if no prompt has both."""
-    wins, pairs = 0.0, 0
-    for prompt in np.unique(prompt_index):
+    wins, pairs = within_prompt_pairs(scores, labels, prompt_index)
+    return float(wins.sum() / pairs.sum()) if pairs.sum() else float("nan")
+
+
+def within_prompt_pairs(
+    scores: np.ndarray, labels: np.ndarray, prompt_index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per prompt (in `np.unique(prompt_index)` order): the (passing, failing) pairs the scores order
+    correctly, ties counting half, and the number of such pairs."""
+    prompts = np.unique(prompt_index)
+    wins, pairs = np.zeros(len(prompts)), np.zeros(len(prompts))
+    for i, prompt in enumerate(prompts):
         rows = prompt_index == prompt
         positive, negative = scores[rows][labels[rows] == 1], scores[rows][labels[rows] == 0]
-        if len(positive) and len(negative):
-            difference = positive[:, None] - negative[None, :]
-            wins += (difference > 0).sum() + 0.5 * (difference == 0).sum()
-            pairs += difference.size
-    return float(wins / pairs) if pairs else float("nan")
+        difference = positive[:, None] - negative[None, :]
+        wins[i] = (difference > 0).sum() + 0.5 * (difference == 0).sum()
+        pairs[i] = difference.size
+    return wins, pairs
+
+
+def within_prompt_auroc_standard_error(
+    scores: np.ndarray, labels: np.ndarray, prompt_index: np.ndarray, resamples: int = 1000
+) -> float:
+    """The standard error of `within_prompt_auroc` from a bootstrap over prompts (prompts are the
+    independent units; candidates of one prompt are not)."""
+    wins, pairs = within_prompt_pairs(scores, labels, prompt_index)
+    if not pairs.sum():
+        return float("nan")
+    rng = np.random.default_rng(0)
+    drawn = rng.integers(len(pairs), size=(resamples, len(pairs)))
+    totals = pairs[drawn].sum(axis=1)
+    return float(np.std(wins[drawn].sum(axis=1)[totals > 0] / totals[totals > 0], ddof=1))
+
+
+def overall_difference(first: np.ndarray, second: np.ndarray, tags: list[str]) -> tuple[float, float]:
+    """(difference, paired standard error) of GenEval's overall score (the mean of the task means)
+    between two per-prompt results `first` and `second` (P,) on the same prompts: the difference of
+    the means of `first - second`, with the standard error of each task's mean difference combined
+    as the overall score combines the tasks."""
+    tags = np.asarray(tags)
+    difference = np.asarray(first, float) - np.asarray(second, float)
+    tasks = [tag for tag in TASKS if (tags == tag).any()]
+    means = [difference[tags == tag].mean() for tag in tasks]
+    variances = [difference[tags == tag].var(ddof=1) / (tags == tag).sum() for tag in tasks]
+    return float(np.mean(means)), float(np.sqrt(np.sum(variances)) / len(tasks))
+
+
+def chosen_verdicts(scores: np.ndarray, labels: np.ndarray, num_candidates: int) -> np.ndarray:
+    """The verdict (P,) of the highest-scoring of each prompt's first `num_candidates` candidates;
+    scores, labels (P, K). Ties go to the lower index, as the served argmax does."""
+    chosen = np.argmax(scores[:, :num_candidates], axis=1)
+    return labels[np.arange(len(labels)), chosen].astype(float)
 
 
 def balanced_accuracy(scores: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> float:
@@ -57,8 +100,7 @@ def best_of_n(
     {task: pass rate, ..., "overall": mean of the task pass rates}. Ties go to the lower index, as
     the served argmax does.
     """
-    chosen = np.argmax(scores[:, :num_candidates], axis=1)
-    return task_scores(labels[np.arange(len(labels)), chosen].astype(float), tags)
+    return task_scores(chosen_verdicts(scores, labels, num_candidates), tags)
 
 
 def task_scores(values: np.ndarray, tags: list[str]) -> dict[str, float]:
