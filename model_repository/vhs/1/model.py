@@ -1,10 +1,11 @@
 """The `vhs` model: best-of-N text-to-image, orchestrating the engine models through BLS.
 
 Thin glue over `vhs.runtime.orchestrator` (request validation, engine calls through BLS, response)
-and `vhs.best_of_n` (the step sequence shared with the reference pipeline). `execute` is a
-coroutine awaiting each engine call (`async_exec`); Triton hands it one request at a time, and the
-model's instances (config.pbtxt) run requests side by side, whose engine calls meet and merge in
-the engines' dynamic batchers (docs/performance.md).
+and `vhs.best_of_n` (the step sequence shared with the reference pipeline). `execute` calls each
+engine with BLS `exec()`: Triton hands the model one request per `execute` (max_batch_size 0), so
+there is nothing to overlap inside an instance, and `async_exec()` would only add an event loop and
+an executor thread hop per call (docs/performance.md). The model's instances (config.pbtxt) run
+requests side by side; their engine calls meet and merge in the engines' dynamic batchers.
 """
 
 from pathlib import Path
@@ -20,5 +21,5 @@ class TritonPythonModel:
             Path(args["model_repository"]) / args["model_version"], pb_utils
         )
 
-    async def execute(self, requests):
-        return await self.orchestrator.execute_async(requests)
+    def execute(self, requests):
+        return self.orchestrator.execute(requests)
