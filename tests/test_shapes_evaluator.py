@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from vhs.shapes import (
     BACKGROUND,
@@ -30,6 +31,7 @@ from vhs.shapes import (
     sample_training_prompt,
     scene_for_prompt,
 )
+from vhs.shapes.detect import estimate_background
 from vhs.shapes.robustness import KINDS, agreement, robustness_cases
 from vhs.shapes.rules import MIN_CONFIDENCE
 
@@ -256,3 +258,74 @@ def test_every_shape_and_colour_is_recognised_at_the_smallest_size():
             scene = Scene((SceneObject(shape, color, 0.5, 0.5, 0.17),))
             (detected,) = detect_objects(render_scene(scene))
             assert (detected.shape, detected.color) == (shape, color)
+
+
+@pytest.mark.parametrize("shift", [-15, 15])
+def test_a_brightness_shifted_render_is_judged_as_the_unshifted_one(shift):
+    """The background is measured on the image, not assumed: exposure drifting by 15 RGB (background
+    and objects alike) changes no detection and no verdict."""
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        spec = sample_training_prompt(rng)
+        scene = (
+            scene_for_prompt(spec, rng)
+            if rng.random() < 0.5
+            else near_miss_scene(spec, rng, MISTAKES[spec.tag][rng.integers(len(MISTAKES[spec.tag]))])
+        )
+        image = render_scene(scene)
+        shifted = np.clip(image.astype(int) + shift, 0, 255).astype(np.uint8)
+        truth = sorted(ground_truth_objects(scene), key=lambda obj: obj.center)
+        detected = sorted(detect_objects(shifted), key=lambda obj: obj.center)
+        assert [(obj.shape, obj.color) for obj in detected] == [(obj.shape, obj.color) for obj in truth]
+        centre_errors = np.subtract([obj.center for obj in detected], [obj.center for obj in truth])
+        assert np.abs(centre_errors).max() * 64 < 0.25  # pixels
+        assert evaluate(shifted, spec) == evaluate(image, spec) == check_objects(truth, spec)[0]
+
+
+def test_the_background_is_estimated_from_the_image_exactly_on_clean_renders():
+    rng = np.random.default_rng(12)
+    for _ in range(50):
+        image = render_scene(random_scene(rng))
+        smoothed = ndimage.median_filter(image.astype(np.float32), size=(3, 3, 1))
+        assert tuple(estimate_background(smoothed)) == BACKGROUND
+        darker = np.clip(image.astype(int) - 15, 0, 255).astype(np.float32)
+        smoothed = ndimage.median_filter(darker, size=(3, 3, 1))
+        assert tuple(estimate_background(smoothed)) == tuple(value - 15 for value in BACKGROUND)
+
+
+def test_objects_on_another_grey_are_found():
+    scene = _scene(("circle", "red", 0.3, 0.5), ("cross", "white", 0.7, 0.5))
+    image = render_scene(scene)
+    for grey in (100, 160):
+        recoloured = image.copy()
+        recoloured[np.all(image == BACKGROUND, axis=2)] = grey  # the background only; edges stay blended
+        assert sorted((obj.shape, obj.color) for obj in detect_objects(recoloured)) == [
+            ("circle", "red"), ("cross", "white"),
+        ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("behind", "front", "spec"),
+    [
+        (
+            ("circle", "orange", 0.66, 0.34, 0.2),
+            ("circle", "red", 0.66, 0.56, 0.3),
+            PromptSpec.counting("circle", 2),
+        ),
+        (
+            ("ring", "pink", 0.47, 0.41, 0.175),
+            ("square", "red", 0.61, 0.41, 0.178),
+            PromptSpec.colors("pink", "ring"),
+        ),
+        (
+            ("cross", "orange", 0.67, 0.77, 0.173),
+            ("square", "red", 0.83, 0.77, 0.204),
+            PromptSpec.single_object("cross"),
+        ),
+    ],
+)
+def test_an_object_partly_behind_another_keeps_its_shape(behind, front, spec):
+    """2 px of the first object lie under the second: the hidden part is not held against its shape."""
+    image = render_scene(Scene((SceneObject(*behind), SceneObject(*front))))
+    passed, reason = evaluate_with_reason(image, spec)
+    assert passed, reason

@@ -1,7 +1,11 @@
 """Finding the objects of a shapes-world image from its pixels alone, the way GenEval's detector would.
 
-1. Foreground: pixels whose colour, after a 3 x 3 median (it removes pixel noise and keeps edges),
-   is far from the background.
+1. Background and foreground: the background colour is measured on the image (the median of the
+   pixels near the image's median colour: `estimate_background`), not assumed, so a global
+   brightness drift moves it with the objects. Foreground pixels are those whose colour, after a
+   3 x 3 median (it removes pixel noise and keeps edges), is far from it. Colours are then offsets
+   from the measured background, compared with the palette's offsets from the renderer's grey: a
+   colour is named by its contrast with the background, unchanged by a global brightness shift.
 2. Regions of one colour: seeds are foreground pixels whose whole 3 x 3 neighbourhood has the same
    nearest palette colour (the blends along the edge where two objects touch never qualify), every
    pixel joins its nearest seed, and touching regions of nearly the same colour merge (an
@@ -22,8 +26,12 @@
 6. The frame: a region that reaches all four borders or fills most of the image is background of
    another colour, not an object. An object cut by the border gets its box from its visible sides,
    and only the cells inside the image are compared.
-7. Touching objects of one colour: a region that fits no shape well is split at the necks of its
-   distance transform, and the parts are kept when each fits better than the whole.
+7. Objects partly behind others: a region that fits no shape well and touches another region is
+   fitted again as one cut by the frame is, its sides facing the neighbour cut and the cells under
+   the neighbour not compared. That fit compares fewer cells, so it is kept only when it is better
+   and confident (a JPEG speck beside an object fits any shape a little).
+8. Touching objects of one colour: a region that still fits no shape well is split at the necks
+   of its distance transform, and the parts are kept when each fits better than the whole.
 """
 
 import functools
@@ -31,13 +39,18 @@ import functools
 import numpy as np
 from scipy import ndimage
 
-from vhs.shapes.rules import DetectedObject
+from vhs.shapes.rules import MIN_CONFIDENCE, DetectedObject
 from vhs.shapes.world import BACKGROUND, CENTER_OF_MASS_DROP, COLORS, SHAPES, shape_fill_ratio, shape_mask
 
 # RGB distance from the background (after the 3 x 3 median) above which a pixel belongs to an
 # object: well under the weakest palette colour's distance (purple, 107) even 45 RGB off its
 # palette value, and far above Gaussian pixel noise of sigma 20 once the median has smoothed it.
 FOREGROUND_MIN_DISTANCE = 30.0
+# Times the background estimate is narrowed to the pixels near it (`estimate_background`).
+BACKGROUND_REFINEMENTS = 1
+# The background is estimated on a regular grid of about this many pixels (every pixel of a 32 x 32
+# image, every other one of a 64 x 64 image): plenty for a median, and quick.
+BACKGROUND_SAMPLES = 1024
 # Regions smaller than this fraction of the image are noise (the smallest shape covers ~1.5 %).
 MIN_OBJECT_AREA = 0.003
 # Seed components smaller than this fraction of the image are blends between objects, not objects.
@@ -78,6 +91,9 @@ MAX_OBJECT_AREA = 0.4
 # is an object only when at least MIN_VISIBLE_SHARE of the shape its visible part implies is inside.
 CUT_ALPHA = 0.5
 MIN_VISIBLE_SHARE = 0.5
+# A region's side faces the neighbour it touches when the pixels where they touch lie beyond its
+# centre on that side by more than this fraction of its half extent.
+HIDDEN_SIDE_OFFSET = 0.5
 # Below this confidence a region is split when it may hold two touching objects of one colour.
 SPLIT_BELOW_CONFIDENCE = 0.5
 # The best shape's distance at which the fit part of the confidence reaches 0.
@@ -134,6 +150,27 @@ def _cell_overlaps(starts: np.ndarray, length: np.ndarray, num_pixels: int) -> n
     return np.clip(overlap, 0, None)
 
 
+def estimate_background(smoothed: np.ndarray) -> np.ndarray:
+    """(3,) float32: the background colour of an image from its pixels after the 3 x 3 median.
+
+    The per-channel median of the image starts the estimate (the background covers most of the
+    image: all objects together cover well under half), then the estimate becomes the median of
+    the pixels within FOREGROUND_MIN_DISTANCE of it, so objects no longer pull it. On a clean
+    render most of those pixels are exactly the background, and so is their median. A brightness
+    drift, a grey other than the renderer's, or a frame-filling colour (then no object is found)
+    are all measured rather than assumed.
+    """
+    step = max(1, round(np.sqrt(smoothed.shape[0] * smoothed.shape[1] / BACKGROUND_SAMPLES)))
+    samples = smoothed[::step, ::step].reshape(-1, 3)
+    background = np.median(samples, axis=0)
+    for _ in range(BACKGROUND_REFINEMENTS):
+        near = samples[((samples - background) ** 2).sum(axis=1) <= FOREGROUND_MIN_DISTANCE**2]
+        if not len(near):
+            break
+        background = np.median(near, axis=0)
+    return background.astype(np.float32)
+
+
 def detect_objects(image: np.ndarray) -> list[DetectedObject]:
     """The objects of an image, in no particular order, each with its class confidence.
 
@@ -145,7 +182,8 @@ def detect_objects(image: np.ndarray) -> list[DetectedObject]:
         raise ValueError(f"image shape {image.shape} must be (height, width, 3)")
     pixels = image.astype(np.float32)
     smoothed = ndimage.median_filter(pixels, size=(3, 3, 1))
-    offsets, smoothed_offsets = pixels - np.float32(BACKGROUND), smoothed - np.float32(BACKGROUND)
+    background = estimate_background(smoothed)
+    offsets, smoothed_offsets = pixels - background, smoothed - background
     foreground = np.linalg.norm(smoothed_offsets, axis=2) > FOREGROUND_MIN_DISTANCE
     background_residuals = (pixels - smoothed)[~foreground]
     noisy = background_residuals.size and 1.4826 * np.median(np.abs(background_residuals)) > NOISY_PIXEL_SIGMA
@@ -155,6 +193,12 @@ def detect_objects(image: np.ndarray) -> list[DetectedObject]:
     for label in np.unique(regions[regions > 0]):
         region, owned = regions == label, owner == label
         found = _measure_region(offsets, smoothed_offsets, region, owned, matte_metric)
+        if found is not None and found.confidence < SPLIT_BELOW_CONFIDENCE:
+            hidden = _touching_regions(regions, label)
+            if hidden.any():  # perhaps partly behind a neighbour: fit only what is not under it
+                behind = _measure_region(offsets, smoothed_offsets, region, owned, matte_metric, hidden)
+                if behind is not None and behind.confidence > max(found.confidence, MIN_CONFIDENCE):
+                    found = behind
         if found is not None and found.confidence < SPLIT_BELOW_CONFIDENCE:
             parts = [
                 _measure_region(offsets, smoothed_offsets, part, owned & basin, matte_metric)
@@ -237,13 +281,16 @@ def _measure_region(
     region: np.ndarray,
     owned: np.ndarray,
     matte_metric: np.ndarray,
+    hidden: np.ndarray | None = None,
 ) -> DetectedObject | None:
     """The object of one region, or None when it is no object (a speck, or the frame's background).
 
     offsets / smoothed_offsets: (H, W, 3) pixel colours (raw / after the median) minus the
     background; region: (H, W) bool, its foreground pixels; owned: (H, W) bool, the pixels nearer to
     it than to any other region (its matte may reach into them); matte_metric: (3, 3), the inner
-    product of colours the matte's projection uses.
+    product of colours the matte's projection uses; hidden: (H, W) bool or None, the pixels of
+    neighbouring objects that may hide part of this one. Given, the object is fitted as one cut by
+    the frame is, its sides facing them cut too, and the cells under them are not compared.
     """
     height, width = region.shape
     area = int(region.sum())
@@ -256,10 +303,12 @@ def _measure_region(
     weighted = color_offset @ matte_metric
     alpha = np.clip(offsets @ weighted / (weighted @ color_offset), -0.25, 1.25) * support
     cut = _cut_sides(alpha)
+    if hidden is not None:
+        cut = tuple(a or b for a, b in zip(cut, _hidden_sides(region, hidden), strict=True))
     scales = _matte_scales(color_offset)
     blurs = _plausible_blurs(alpha)
-    if any(cut):
-        fits = [_fit_cut_shapes(alpha * scale, cut, blurs) for scale in scales]
+    if any(cut) or hidden is not None:
+        fits = [_fit_cut_shapes(alpha * scale, cut, blurs, hidden) for scale in scales]
         boxes, distances = min(fits, key=lambda fit: fit[1].min())
     else:
         # Fitting a window around the object instead of the whole image: the same sums, fewer zeros.
@@ -358,13 +407,43 @@ def _fit_shapes(
     return np.stack([lefts[scale], tops[scale], sides[scale]], axis=1), distances[scale]
 
 
+def _touching_regions(regions: np.ndarray, label: int) -> np.ndarray:
+    """(H, W) bool: the pixels of the regions that touch region `label` (8-neighbours)."""
+    region = regions == label
+    near = regions[ndimage.binary_dilation(region, _EIGHT_NEIGHBOURS)]
+    neighbours = np.unique(near[(near > 0) & (near != label)])
+    return np.isin(regions, neighbours) if len(neighbours) else np.zeros_like(region)
+
+
+def _hidden_sides(region: np.ndarray, hidden: np.ndarray) -> tuple[bool, bool, bool, bool]:
+    """Whether the (left, top, right, bottom) side of a region may be hidden by the pixels
+    `hidden`: the pixels where they touch lie on that side of the region's centre, by more than
+    HIDDEN_SIDE_OFFSET of its half extent."""
+    contact = region & ndimage.binary_dilation(hidden, _EIGHT_NEIGHBOURS)
+    if not contact.any():
+        return (False, False, False, False)
+    rows, cols = np.nonzero(region)
+    contact_rows, contact_cols = np.nonzero(contact)
+    sides = []
+    for coordinates, contact_coordinates in ((cols, contact_cols), (rows, contact_rows)):
+        low, high = coordinates.min(), coordinates.max()
+        offset = (contact_coordinates.mean() - (low + high) / 2) / max((high - low) / 2, 1)
+        sides.append((offset < -HIDDEN_SIDE_OFFSET, offset > HIDDEN_SIDE_OFFSET))
+    (left, right), (top, bottom) = sides
+    return left, top, right, bottom
+
+
 def _fit_cut_shapes(
-    alpha: np.ndarray, cut: tuple[bool, bool, bool, bool], blurs: np.ndarray
+    alpha: np.ndarray,
+    cut: tuple[bool, bool, bool, bool],
+    blurs: np.ndarray,
+    hidden: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """As `_fit_shapes`, for an object cut by the border: mass and centre of mass are those of the
     visible part only, so the box comes from the visible sides (where the matte crosses 0.5; every
     shape spans its whole box), its side from an axis the border does not cut (or, cut at a corner,
-    the best of a few sides), and only the cells' visible parts are compared."""
+    the best of a few sides), and only the cells' visible parts are compared. Pixels of `hidden`
+    ((H, W) bool or None) are no more visible than those beyond the frame."""
     extents = []
     for axis_profile, low_cut, high_cut in (
         (alpha.max(axis=0), cut[0], cut[2]),
@@ -387,6 +466,8 @@ def _fit_cut_shapes(
         visible = np.outer(
             _visible_fraction(top, side, alpha.shape[0]), _visible_fraction(left, side, alpha.shape[1])
         )
+        if hidden is not None:
+            visible = visible - _hidden_fraction(hidden, left, top, side)
         used = visible.ravel() > 0.3
         expected = _shape_grids()[:, blurs] * visible.ravel()
         differences = (grids[:, None, :] - expected)[:, :, used]
@@ -404,6 +485,18 @@ def _visible_share(shape: str, left: float, top: float, side: float, image_shape
     inside = shape_mask(shape, samples[None, :], samples[:, None])
     in_frame = ((ys >= 0) & (ys < image_shape[0]))[:, None] & ((xs >= 0) & (xs < image_shape[1]))[None, :]
     return float((inside & in_frame).sum() / inside.sum())
+
+
+def _hidden_fraction(hidden: np.ndarray, left: float, top: float, side: float) -> np.ndarray:
+    """(GRID_CELLS, GRID_CELLS): the fraction of each cell of the box at (left, top) of `side`
+    pixels that the pixels of `hidden` ((H, W) bool) cover."""
+    cell_edges = np.arange(GRID_CELLS + 1) / GRID_CELLS * side
+    overlaps = []
+    for start, num_pixels in ((top, hidden.shape[0]), (left, hidden.shape[1])):
+        edges, pixels = start + cell_edges, np.arange(num_pixels)
+        overlap = np.minimum(edges[1:, None], pixels + 1) - np.maximum(edges[:-1, None], pixels)
+        overlaps.append(np.clip(overlap, 0, None))
+    return overlaps[0] @ hidden @ overlaps[1].T / (side / GRID_CELLS) ** 2
 
 
 def _visible_fraction(start: float, side: float, num_pixels: int) -> np.ndarray:

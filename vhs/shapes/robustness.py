@@ -59,6 +59,16 @@ def _noise(sigma: float) -> Callable:
     return perturb
 
 
+def _brightness(shift: int) -> Callable:
+    """Every pixel, background and objects alike, `shift` RGB brighter in each channel (clipped):
+    a generator whose exposure drifts."""
+
+    def perturb(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return np.clip(image.astype(np.int16) + shift, 0, 255).astype(np.uint8)
+
+    return perturb
+
+
 def _jpeg(image: np.ndarray, rng: np.random.Generator, quality: int = 50) -> np.ndarray:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
@@ -258,11 +268,14 @@ KINDS: dict[str, tuple[Callable, float | None]] = {
     "touching, two colours": (lambda n, rng: _pair_cases(n, rng, (0, 0)), 0.98),
     "1-2 px apart, blur 1 px": (lambda n, rng: _pair_cases(n, rng, (1, 2), blur=1.0), 0.98),
     "touching, one colour": (lambda n, rng: _pair_cases(n, rng, (0, 0), same_color=True), None),
-    "overlapping by 2 px": (lambda n, rng: _pair_cases(n, rng, (-2, -2)), None),
+    "overlapping by 2 px": (lambda n, rng: _pair_cases(n, rng, (-2, -2)), 0.98),
     "30-45 % outside the frame": (_cut_cases, 0.98),
     "blank": (lambda n, rng: _empty_cases(n, rng, "blank"), 1.0),
     "noise only": (lambda n, rng: _empty_cases(n, rng, "noise"), 1.0),
     "solid colour": (lambda n, rng: _empty_cases(n, rng, "solid"), 1.0),
+    # Kinds added later go last: a kind's seed is its index here, so the earlier kinds keep their cases.
+    "brightness +15 RGB": (lambda n, rng: _prompt_cases(n, rng, _brightness(15)), 0.98),
+    "brightness -15 RGB": (lambda n, rng: _prompt_cases(n, rng, _brightness(-15)), 0.98),
 }
 
 
