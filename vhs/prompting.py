@@ -10,14 +10,22 @@ User text is only ever text (docs/operations.md, "Prompt hygiene"):
 - `clean_prompt` turns whitespace control characters (tab, newline, ...) into spaces and removes
   the other control (Unicode Cc) and format (Cf: zero-width space and joiner, BOM, bidi overrides)
   characters; a prompt with nothing visible left is refused naming PROMPT.
+
+The tokenizers are transformers' (the reference pipeline, the exporter) or, inside Triton, plain
+`tokenizers` objects read from the same `tokenizer.json` files (`FastTokenizer`): the serving runtime
+does not import transformers. The chat template is rendered once, where transformers is present, and
+handed to the runtime as text (`PromptTokenizer.question_chat`, saved with `save_question_chat`).
 """
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +46,9 @@ VERIFIER_QUESTION = (
 )
 PROMPT_SLOT = "{prompt}"
 INVISIBLE_CATEGORIES = ("Cc", "Cf")
+# The verifier question rendered with the LLM tokenizer's chat template, saved beside the tokenizers
+# of a model repository so that the runtime needs no template engine.
+QUESTION_CHAT_FILE = "verifier_question.json"
 
 
 def clean_prompt(prompt: str) -> str:
@@ -71,7 +82,13 @@ class PromptTokenizer:
 
     The question is rendered with the LLM tokenizer's chat template and split at `<image>`: the part
     before is the same for every prompt (`question_prefix_ids`, baked into the LLM graph), the part
-    after carries the prompt and is padded to `question_max_length`.
+    after carries the prompt and is padded to `question_max_length`. The part after is tokenized as
+    one piece, as LLaVA's `tokenizer_image_token` tokenizes each chunk around `<image>`: the prompt
+    and the question text that follows it go through the tokenizer together (a prompt ending in
+    punctuation merges with the `.` after it exactly as in the authors' code), with special-token
+    text in the prompt read as text; the chat markup after the question text keeps its special tokens.
+    `question_chat` (the rendered chat, as saved by `save_question_chat`) replaces the rendering, for
+    tokenizers without a chat template engine (`FastTokenizer`).
 
     With a `complex_human_instruction` the text encoder reads `instruction + prompt` padded to
     `text_input_length` (instruction tokens + text_max_length - 2) and the DiT sees the first and the
@@ -85,6 +102,7 @@ class PromptTokenizer:
         text_max_length: int,
         question_max_length: int,
         complex_human_instruction: Sequence[str] = (),
+        question_chat: str | None = None,
     ):
         self.text_tokenizer = text_tokenizer
         self.llm_tokenizer = llm_tokenizer
@@ -98,10 +116,18 @@ class PromptTokenizer:
             0,
             *range(self.text_input_length - text_max_length + 1, self.text_input_length),
         ]
-        before, after = self._question_parts()
+        self.question_chat = question_chat if question_chat is not None else self._render_question()
+        before, after = self.question_chat.split(IMAGE_PLACEHOLDER, 1)
         self.question_prefix_ids = llm_tokenizer(before, add_special_tokens=False).input_ids
-        # The chat markup after the prompt is tokenized with its special tokens; the prompt apart.
         self.question_lead, self.question_tail = after.split(PROMPT_SLOT, 1)
+        # The question text after the prompt joins the prompt's piece; from the first special token on,
+        # the chat markup is tokenized with its special tokens (tokenizers split at special tokens
+        # first, so this equals tokenizing the whole chunk at once).
+        markup_at = _first_special_token_at(self.question_tail, _special_token_texts(llm_tokenizer))
+        self.question_text_tail = self.question_tail[:markup_at]
+        self.question_markup_ids = llm_tokenizer(
+            self.question_tail[markup_at:], add_special_tokens=False
+        ).input_ids
         self.yes_token_id = self._single_token_id("yes")
         self.no_token_id = self._single_token_id("no")
 
@@ -127,9 +153,11 @@ class PromptTokenizer:
             )
         question = (
             self.llm_tokenizer(
-                self.question_lead + prompt, add_special_tokens=False, split_special_tokens=True
+                self.question_lead + prompt + self.question_text_tail,
+                add_special_tokens=False,
+                split_special_tokens=True,
             ).input_ids
-            + self.llm_tokenizer(self.question_tail, add_special_tokens=False).input_ids
+            + self.question_markup_ids
         )
         if len(question) > self.question_max_length:
             raise InvalidRequest(
@@ -145,13 +173,12 @@ class PromptTokenizer:
             question_length=np.array([len(question)], dtype=np.int64),
         )
 
-    def _question_parts(self) -> tuple[str, str]:
-        """The chat-rendered question split at `<image>`; the part after still holds PROMPT_SLOT."""
-        chat = self.llm_tokenizer.apply_chat_template(
+    def _render_question(self) -> str:
+        """The question as one user turn of the LLM tokenizer's chat template, with the generation
+        prompt; it still holds `<image>` and PROMPT_SLOT."""
+        return self.llm_tokenizer.apply_chat_template(
             [{"role": "user", "content": VERIFIER_QUESTION}], tokenize=False, add_generation_prompt=True
         )
-        before, after = chat.split(IMAGE_PLACEHOLDER, 1)
-        return before, after
 
     def _single_token_id(self, word: str) -> int:
         ids = self.llm_tokenizer(word, add_special_tokens=False).input_ids
@@ -164,3 +191,78 @@ def _right_pad(ids: list[int], length: int, pad_id: int) -> np.ndarray:
     padded = np.full((1, length), pad_id, dtype=np.int64)
     padded[0, : len(ids)] = ids
     return padded
+
+
+def _special_token_texts(tokenizer: Any) -> list[str]:
+    """The text of every special token `tokenizer` recognises (its added special tokens)."""
+    if isinstance(tokenizer, FastTokenizer):
+        return tokenizer.special_tokens
+    return [str(token) for token in tokenizer.all_special_tokens]
+
+
+def _first_special_token_at(text: str, special_tokens: Sequence[str]) -> int:
+    """Index of the first special-token text in `text` (len(text) when there is none)."""
+    found = [text.find(token) for token in special_tokens if token and token in text]
+    return min(found, default=len(text))
+
+
+class FastTokenizer:
+    """A `tokenizer.json` read by the `tokenizers` library, called as PromptTokenizer calls
+    transformers' tokenizers: `tokenizer(text, add_special_tokens=..., split_special_tokens=...)`
+    returns an object with `input_ids`, `encode(text)` the ids with special tokens added, and
+    `pad_token_id`. It yields the ids transformers does for the same files (both run the same Rust
+    tokenizer; transformers sets `encode_special_tokens` for `split_special_tokens` as done here).
+    """
+
+    def __init__(self, tokenizer: Any, pad_token_id: int):
+        self.tokenizer = tokenizer
+        self.pad_token_id = pad_token_id
+        self.special_tokens = [
+            token.content for token in tokenizer.get_added_tokens_decoder().values() if token.special
+        ]
+        self.all_special_ids = [tokenizer.token_to_id(token) for token in self.special_tokens]
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> FastTokenizer:
+        """Read `folder/tokenizer.json`, and the pad token from `folder/tokenizer_config.json`, as
+        transformers' `save_pretrained` writes them."""
+        from tokenizers import Tokenizer
+
+        folder = Path(folder)
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+        pad_token = config.get("pad_token")
+        if isinstance(pad_token, dict):  # an AddedToken written out
+            pad_token = pad_token.get("content")
+        pad_token_id = tokenizer.token_to_id(pad_token) if pad_token else None
+        if pad_token_id is None:
+            raise ValueError(f"{folder}: tokenizer_config.json names no pad token of tokenizer.json")
+        return cls(tokenizer, pad_token_id)
+
+    def __call__(
+        self, text: str, add_special_tokens: bool = True, split_special_tokens: bool = False
+    ) -> SimpleNamespace:
+        self.tokenizer.encode_special_tokens = split_special_tokens
+        try:
+            ids = self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+        finally:
+            self.tokenizer.encode_special_tokens = False
+        return SimpleNamespace(input_ids=list(ids))
+
+    def encode(self, text: str) -> list[int]:
+        return self(text).input_ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+
+def save_question_chat(folder: str | Path, prompt_tokenizer: PromptTokenizer) -> Path:
+    """Write the rendered verifier question of `prompt_tokenizer` to `folder/QUESTION_CHAT_FILE`."""
+    path = Path(folder) / QUESTION_CHAT_FILE
+    path.write_text(json.dumps({"question_chat": prompt_tokenizer.question_chat}, indent=2) + "\n")
+    return path
+
+
+def load_question_chat(folder: str | Path) -> str:
+    """The rendered verifier question saved by `save_question_chat` in `folder`."""
+    return json.loads((Path(folder) / QUESTION_CHAT_FILE).read_text())["question_chat"]

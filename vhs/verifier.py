@@ -11,8 +11,8 @@ last position; the candidate's score is P(yes) = softmax over those two logits (
 
 from __future__ import annotations
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
@@ -22,6 +22,10 @@ from .prompting import IMAGE_PLACEHOLDER, VERIFIER_QUESTION  # noqa: F401  (part
 
 CLIP_IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
+# Pillow's 8-bit resampling: coefficients in fixed point with this many fractional bits.
+PIL_PRECISION_BITS = 32 - 8 - 2
+PIL_BICUBIC_A = -0.5
+PIL_BICUBIC_SUPPORT = 2.0
 
 
 class MLPConnector(ModelMixin, ConfigMixin):
@@ -58,11 +62,67 @@ class LatentVisualEncoder(nn.Module):
         return self.connector(latents.flatten(2).transpose(1, 2))
 
 
+def _pil_bicubic(x: float) -> float:
+    """Pillow's bicubic kernel (a = -0.5)."""
+    x = abs(x)
+    if x < 1.0:
+        return ((PIL_BICUBIC_A + 2.0) * x - (PIL_BICUBIC_A + 3.0)) * x * x + 1
+    if x < 2.0:
+        return (((x - 5) * x + 8) * x - 4) * PIL_BICUBIC_A
+    return 0.0
+
+
+def pil_bicubic_weights(in_size: int, out_size: int) -> np.ndarray:
+    """(out_size, in_size): the weights Pillow's `Image.resize(..., BICUBIC)` gives each input pixel
+    of one axis, antialiased when shrinking (the kernel widens by the scale), as Pillow's 8-bit path
+    holds them (fixed point with PIL_PRECISION_BITS fractional bits, rounded half away from zero).
+
+    Transcribed from Pillow's `precompute_coeffs` and `normalize_coeffs_8bpc` (libImaging/Resample.c).
+    """
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = PIL_BICUBIC_SUPPORT * filterscale
+    weights = np.zeros((out_size, in_size))
+    for out in range(out_size):
+        center = (out + 0.5) * scale
+        low = max(int(center - support + 0.5), 0)
+        high = min(int(center + support + 0.5), in_size)
+        taps = np.array([_pil_bicubic((x - center + 0.5) / filterscale) for x in range(low, high)])
+        if taps.sum() != 0:
+            taps /= taps.sum()
+        one = 1 << PIL_PRECISION_BITS
+        weights[out, low:high] = np.trunc(taps * one + np.where(taps < 0, -0.5, 0.5)) / one
+    return weights
+
+
+def clip_resize_shape(height: int, width: int, shortest_edge: int) -> tuple[int, int]:
+    """(height, width) after CLIPImageProcessor's resize to `shortest_edge` (aspect kept, the long side
+    truncated as transformers' `get_resize_output_image_size` does)."""
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(shortest_edge * long / short)
+    return (new_long, shortest_edge) if width <= height else (shortest_edge, new_long)
+
+
+def clip_preprocess_matrices(height: int, width: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows (size, height), columns (size, width)): CLIPImageProcessor's bicubic resize of the shortest
+    edge to `size` and its center crop to size x size, as two matrices (the crop keeps their rows)."""
+    resized_height, resized_width = clip_resize_shape(height, width, size)
+    top, left = (resized_height - size) // 2, (resized_width - size) // 2
+    rows = pil_bicubic_weights(height, resized_height)[top : top + size]
+    columns = pil_bicubic_weights(width, resized_width)[left : left + size]
+    return rows, columns
+
+
 class ClipVisualEncoder(nn.Module):
     """Decoded images (B, 3, H, W) in [0, 1] -> CLIP penultimate-layer patch features -> connector.
 
-    Resizing to the tower's resolution and CLIP's mean/std normalisation happen inside the module so
-    the exported graph takes the decoder's output directly.
+    The preprocessing is CLIPImageProcessor's as the authors' LLaVA code ran it on the pipeline's PIL
+    images, inside the module so the exported graph takes the decoder's output directly:
+    the image as 8-bit pixels (`round(x * 255)`, as diffusers' `numpy_to_pil`), Pillow's bicubic
+    resize of the shortest edge to the tower's resolution (antialiased when shrinking; horizontal pass
+    first, each pass rounded to 8 bits as Pillow stores it), the center crop, `/ 255`, and CLIP's
+    mean/std. The resize and crop are two constant matrices per input size (matrix products: every
+    backend runs them, TensorRT's Resize has no antialiasing).
     """
 
     def __init__(self, clip_vision: CLIPVisionModel, connector: MLPConnector):
@@ -72,16 +132,33 @@ class ClipVisualEncoder(nn.Module):
         self.image_size = clip_vision.config.image_size
         self.register_buffer("pixel_mean", torch.tensor(CLIP_IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(CLIP_IMAGE_STD).view(1, 3, 1, 1), persistent=False)
+        self._matrices: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def pixel_values(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, 3, S, S) float32, CLIPImageProcessor's `pixel_values`."""
+        height, width = images.shape[-2:]
+        if (height, width) not in self._matrices:
+            rows, columns = clip_preprocess_matrices(height, width, self.image_size)
+            self._matrices[height, width] = (
+                torch.from_numpy(rows).float(),
+                torch.from_numpy(columns.T.copy()).float(),
+            )
+        rows, columns = (m.to(images.device) for m in self._matrices[height, width])
+        pixels = torch.round(images.float().clamp(0, 1) * 255)
+        pixels = _round_to_uint8(pixels @ columns)  # Pillow's horizontal pass, stored as 8 bits
+        pixels = _round_to_uint8(rows @ pixels)  # then the vertical pass
+        return (pixels / 255 - self.pixel_mean) / self.pixel_std
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.shape[-2:] != (self.image_size, self.image_size):
-            images = F.interpolate(
-                images, size=(self.image_size, self.image_size), mode="bilinear", antialias=False
-            )
-        pixel_values = ((images - self.pixel_mean) / self.pixel_std).to(self.clip_vision.dtype)
+        pixel_values = self.pixel_values(images).to(self.clip_vision.dtype)
         hidden_states = self.clip_vision(pixel_values=pixel_values, output_hidden_states=True).hidden_states
         # LLaVA's choice: the penultimate layer, without the CLS token.
         return self.connector(hidden_states[-2][:, 1:])
+
+
+def _round_to_uint8(values: torch.Tensor) -> torch.Tensor:
+    """Pillow's `clip8`: the fixed-point sum rounded half up and clamped to [0, 255]."""
+    return torch.floor(values + 0.5).clamp(0, 255)
 
 
 class YesNoScorer(nn.Module):

@@ -1,7 +1,7 @@
 """How long a request of a given mode and N will take: the latency model behind BUDGET_MS.
 
 Every timed stage of a request (the keys of its TIMINGS: `tokenize`, each engine) costs a fixed time
-plus a time per row it is handed; the rows come from the mode table (`VerifierMode.batch_sizes`: N
+plus a time per row it is handed; the rows come from the mode table (`VerifierMode.engine_rows`: N
 for the stages every generated candidate goes through, 1 for the text encoder and the winner's
 stages). What the orchestrator spends outside the stages (reading the request, planning, noise,
 slicing) is one more stage per mode, `<mode> overhead`, with one row per generated candidate.
@@ -56,7 +56,7 @@ def stage_rows(mode: str, stages: tuple[str, ...], num_candidates: int) -> dict[
     size from the mode table, the generated candidates for the overhead, 1 for anything else
     (tokenize)."""
     table = MODES[mode]
-    rows = table.batch_sizes(num_candidates)
+    rows = table.engine_rows(num_candidates)
     rows[overhead_stage(mode)] = table.generated_candidates(num_candidates)
     return {stage: rows.get(stage, 1) for stage in stages}
 

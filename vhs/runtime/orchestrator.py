@@ -21,6 +21,7 @@ import numpy as np
 from .. import protocol as P
 from ..best_of_n import BestOfN, GenerationOutput, Steps, run_steps, run_steps_async
 from ..errors import EngineError, InvalidRequest
+from ..modes import adopt_table_entries
 from ..preset_config import PresetConfig
 from ..prompting import MAX_PROMPT_BYTES, PromptTokenizer
 from ..request import GenerationRequest, parse_request
@@ -174,6 +175,7 @@ def load_orchestrator(model_dir: Path, pb_utils: Any) -> Orchestrator:
     manifest = load_manifest(model_dir / MANIFEST_FILE)
     # model_dir is <repository>/vhs/<version>: refuse graphs that are not the ones this manifest describes.
     verify_engine_files(manifest, model_dir.parent.parent)
+    adopt_table_entries(manifest["modes"])  # before the config, whose modes must be in the table
     config = PresetConfig(**manifest["preset"])
     prompt_tokenizer = load_prompt_tokenizer(model_dir, config)
     return Orchestrator(
