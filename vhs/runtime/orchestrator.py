@@ -28,6 +28,7 @@ from ..request import GenerationRequest, parse_request
 from .availability import engine_unavailable
 from .budget import BudgetPlanner
 from .cancellation import RequestCancelled, RequestWatch, stop_when_abandoned
+from .dlpack import device_handoff, from_engine
 from .engine_guard import bls_parameters
 from .manifest import LLM_TOKENIZER_DIR, MANIFEST_FILE, TEXT_TOKENIZER_DIR, load_manifest, verify_engine_files
 from .metrics import OrchestratorMetrics
@@ -283,17 +284,13 @@ class BLSEngineRunner:
     def _to_triton(self, name: str, value: Any, dtype: str) -> Any:
         if isinstance(value, np.ndarray):
             return self.pb_utils.Tensor(name, np.ascontiguousarray(value, dtype=dtype))
-        from torch.utils.dlpack import to_dlpack  # a device tensor from an earlier engine: no host copy
-
-        return self.pb_utils.Tensor.from_dlpack(name, to_dlpack(value.contiguous()))
+        # A device tensor from an earlier engine: no host copy; the object, its stream finished
+        # (vhs/runtime/dlpack.py: the next engine reads it from another process).
+        return self.pb_utils.Tensor.from_dlpack(name, device_handoff(value))
 
     @staticmethod
     def _from_triton(tensor: Any) -> Any:
-        if tensor.is_cpu():
-            return tensor.as_numpy()
-        from torch.utils.dlpack import from_dlpack
-
-        return from_dlpack(tensor.to_dlpack())
+        return tensor.as_numpy() if tensor.is_cpu() else from_engine(tensor)
 
 
 def _error_code(error: Any) -> Any:
