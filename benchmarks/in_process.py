@@ -16,6 +16,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from vhs import protocol as P
 from vhs.best_of_n import BestOfN, GenerationOutput, Tensors, run_steps
+from vhs.modes import adopt_table_entries
 from vhs.preset_config import PresetConfig
 from vhs.request import parse_request
 from vhs.runtime.manifest import MANIFEST_FILE, load_manifest, verify_engine_files
@@ -40,6 +41,7 @@ class InProcessPipeline:
         model_dir = repository / P.ORCHESTRATOR_MODEL / "1"
         manifest = load_manifest(model_dir / MANIFEST_FILE)
         verify_engine_files(manifest, repository)
+        adopt_table_entries(manifest["modes"])  # the modes the repository was exported with
         self.config = PresetConfig(**manifest["preset"])
         self.prompt_tokenizer = load_prompt_tokenizer(model_dir, self.config)
         self.best_of_n = BestOfN(

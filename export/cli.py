@@ -27,8 +27,8 @@ from pathlib import Path
 import onnxruntime
 from tqdm import tqdm
 
-from vhs.engines import ENGINE_COMPONENTS, Engine, build_engine, served_engines
-from vhs.modes import llm_engines
+from vhs.engines import Engine, build_engine, engine_components, served_engines
+from vhs.modes import llm_engines, table_entries
 from vhs.presets import load_preset, load_preset_config
 from vhs.presets.folders import check_component_sizes, component_widths
 from vhs.runtime.manifest import (
@@ -150,7 +150,7 @@ def _export(args: argparse.Namespace, config, names: list[str], folder: Path, pr
     exported, widths, chain = [], {}, None
     # One group of components in memory at a time: the engines that share them (the DiT's two halves)
     # are exported together, then the components are dropped before the next group is loaded.
-    for components, group in itertools.groupby(names, key=ENGINE_COMPONENTS.get):
+    for components, group in itertools.groupby(names, key=engine_components):
         progress.set_postfix_str(f"loading {', '.join(components)}")
         preset = load_preset(args.preset, components=components)
         preset.config = config
@@ -193,6 +193,9 @@ def _export(args: argparse.Namespace, config, names: list[str], folder: Path, pr
         "device": "gpu" if backend.on_gpu else "cpu",
         "precision": args.precision if backend.on_gpu else "fp32",
         "max_batch_size": max_batch_size,
+        # The served modes' table entries travel with the graphs: the runtime serves the modes the
+        # repository was exported with, a verifier kind added to the table where it was exported included.
+        "modes": table_entries(config.modes),
         "engines": {graph.name: graph.manifest_entry for graph in exported},
     }
     if backend.builds_plans:  # a plan only loads in a Triton built with the same TensorRT

@@ -35,7 +35,7 @@ OVERHEAD = (0.8, 0.1)
 def exact_timings(mode, n):
     """TIMINGS and request time of a noise-free request: every stage at its cost line."""
     timings = {"tokenize": COSTS["tokenize"][0]}
-    for engine, rows in MODES[mode].batch_sizes(n).items():
+    for engine, rows in MODES[mode].engine_rows(n).items():
         fixed, per_row = COSTS[engine]
         timings[engine] = fixed + per_row * rows
     generated = MODES[mode].generated_candidates(n)

@@ -20,7 +20,7 @@ from vhs.convert.init_verifier import main as init_verifier_main
 from vhs.launcher.server import TritonServer
 from vhs.noise import candidate_noise
 from vhs.pipeline import VHSPipeline
-from vhs.presets import NETWORKS, load_preset
+from vhs.presets import load_preset, networks
 from vhs.presets.folders import diffusers_complex_human_instruction
 from vhs.runtime.manifest import artifact_sha256
 
@@ -128,7 +128,7 @@ def served(tmp_path_factory):
 
     def recording_load_preset(*args, **kwargs):
         preset = load_preset(*args, **kwargs)
-        loads.append({name for name in NETWORKS if getattr(preset, name) is not None})
+        loads.append({name for name in networks() if getattr(preset, name) is not None})
         return preset
 
     export_cli.load_preset = recording_load_preset

@@ -6,6 +6,7 @@ orchestrator calls their graphs by the names below, so the three cannot drift ap
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,20 +14,12 @@ import torch
 from torch import nn
 
 from .dit_split import PREFIX_INPUTS, PREFIX_OUTPUTS, SUFFIX_INPUTS, SUFFIX_OUTPUTS, DiTPrefix, DiTSuffix
-from .engine_names import (
-    CLIP_VISION,
-    CONNECTOR,
-    DIT_PREFIX,
-    DIT_SUFFIX,
-    LATENT_CONNECTOR,
-    TEXT_ENCODER,
-    VAE_DECODER,
-)
+from .engine_names import DIT_PREFIX, DIT_SUFFIX, TEXT_ENCODER, VAE_DECODER
 from .export_friendly import use_export_friendly_attention
-from .modes import GENERATION_CHAIN, MODES, all_engines, llm_engines
+from .modes import GENERATION_CHAIN, MODES, VerifierMode, all_engines, llm_engines, mode_of_encoder
 from .preset_config import PresetConfig
 from .presets import Preset
-from .verifier import AnswerTokenScorer, ClipVisualEncoder, LatentVisualEncoder, YesNoScorer
+from .verifier import AnswerTokenScorer, YesNoScorer
 
 
 class TextEncoder(nn.Module):
@@ -74,17 +67,17 @@ class Engine:
         return dict(zip(self.output_names, outputs, strict=True))
 
 
-# The visual encoder of each verifier mode (vhs/modes.py), by engine name: preset -> module that maps
-# what the mode reads (one input, named as the generation stage outputs it) to `visual_tokens`.
-VISUAL_ENCODERS: dict[str, Callable[[Preset], Engine]] = {
-    CONNECTOR: lambda preset: Engine(preset.connector, ("hidden_states",), ("visual_tokens",)),
-    CLIP_VISION: lambda preset: Engine(
-        ClipVisualEncoder(preset.clip_vision, preset.clip_connector), ("images",), ("visual_tokens",)
-    ),
-    LATENT_CONNECTOR: lambda preset: Engine(
-        LatentVisualEncoder(preset.latent_connector), ("denoised_latents",), ("visual_tokens",)
-    ),
-}
+def build_visual_encoder(preset: Preset, mode: VerifierMode) -> Engine:
+    """The visual encoder of `mode`, as its table entry describes it: its components from the preset's
+    verifier folder, given in order to its `encoder_class` (or the one component itself), mapping
+    its `encoder_input` to `visual_tokens`."""
+    components = [getattr(preset, component.folder) for component in mode.encoder_components]
+    if mode.encoder_class is None:
+        (module,) = components
+    else:
+        library, class_name = mode.encoder_class
+        module = getattr(importlib.import_module(library), class_name)(*components)
+    return Engine(module, (mode.encoder_input,), ("visual_tokens",))
 
 
 def build_scorer(preset: Preset, llm: str) -> YesNoScorer:
@@ -105,19 +98,24 @@ def build_scorer(preset: Preset, llm: str) -> YesNoScorer:
     return YesNoScorer(getattr(preset, llm), *token_ids)
 
 
-# The preset components each engine is built from (tokenizers and the scheduler are always loaded).
-# The exporter loads one group of components at a time, so a 10 GB text encoder and a 6 GB DiT are
-# never in memory together.
-ENGINE_COMPONENTS: dict[str, tuple[str, ...]] = {
+# The preset components each generation engine is built from (tokenizers and the scheduler are
+# always loaded); a verifier's engines are built from the folders its table entry names.
+GENERATION_COMPONENTS: dict[str, tuple[str, ...]] = {
     TEXT_ENCODER: ("text_encoder",),
     DIT_PREFIX: ("transformer",),
     DIT_SUFFIX: ("transformer",),
     VAE_DECODER: ("vae",),
-    CONNECTOR: ("connector",),
-    CLIP_VISION: ("clip_vision", "clip_connector"),
-    LATENT_CONNECTOR: ("latent_connector",),
-    **{llm: (llm,) for llm in llm_engines()},  # each verifier's own LLM, in the folder of that name
 }
+
+
+def engine_components(name: str) -> tuple[str, ...]:
+    """The preset components engine `name` is built from. The exporter loads one group of components
+    at a time, so a 10 GB text encoder and a 6 GB DiT are never in memory together."""
+    if name in GENERATION_COMPONENTS:
+        return GENERATION_COMPONENTS[name]
+    if name in llm_engines():
+        return (name,)  # each verifier's own LLM, in the folder of that name
+    return tuple(component.folder for component in mode_of_encoder(name).encoder_components)
 
 
 def served_engines(config: PresetConfig) -> list[str]:
@@ -129,7 +127,7 @@ def served_engines(config: PresetConfig) -> list[str]:
 
 
 def build_engine(preset: Preset, name: str) -> Engine:
-    """One engine from the components it needs (ENGINE_COMPONENTS; the others may be None); eval mode.
+    """One engine from the components it needs (`engine_components`; the others may be None); eval mode.
 
     Every LLM engine the mode table names is a scorer on the preset's LLM of the same name.
     """
@@ -146,7 +144,9 @@ def build_engine(preset: Preset, name: str) -> Engine:
         DIT_SUFFIX: lambda: Engine(DiTSuffix(*split), SUFFIX_INPUTS, SUFFIX_OUTPUTS),
         VAE_DECODER: lambda: Engine(VAEDecoder(preset.vae), ("denoised_latents",), ("images",)),
         **{
-            encoder: (lambda encoder=encoder: VISUAL_ENCODERS[encoder](preset)) for encoder in VISUAL_ENCODERS
+            mode.visual_encoder: (lambda mode=mode: build_visual_encoder(preset, mode))
+            for mode in MODES.values()
+            if mode.verifies
         },
         **{
             llm: lambda llm=llm: Engine(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 from dataclasses import MISSING, dataclass, fields
 
-from .engine_names import CLIP_VISION, CONNECTOR, LATENT_CONNECTOR
 from .modes import MODES
 
 PRESET_FILE = "preset.json"
@@ -18,22 +17,6 @@ TORCH_DTYPES = ("float32", "float16", "bfloat16")
 # yes_no_softmax: P(yes) from the softmax over the yes/no logits (the paper's score);
 # answer_token: the authors' released code's score (see vhs.verifier.AnswerTokenScorer).
 SCORE_RULES = ("yes_no_softmax", "answer_token")
-# The verifier-folder parts each visual encoder of the mode table is built from. A verifier also needs
-# its own LLM (the folder named as its LLM engine) and the shared `tokenizer/`; a mode whose parts are
-# absent is not served.
-VISUAL_ENCODER_FOLDERS = {
-    CONNECTOR: ("connector",),
-    CLIP_VISION: ("clip_vision", "clip_connector"),
-    LATENT_CONNECTOR: ("latent_connector",),
-}
-
-
-def verifier_folders(mode: str) -> tuple[str, ...]:
-    """The verifier-folder parts `mode` needs besides tokenizer/ (none without a verifier)."""
-    verifier = MODES[mode]
-    if not verifier.verifies:
-        return ()
-    return (*VISUAL_ENCODER_FOLDERS.get(verifier.visual_encoder, ()), verifier.llm)
 
 
 class PresetConfigError(ValueError):

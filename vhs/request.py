@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from .errors import InvalidRequest
 from .modes import DEFAULT_MODE, MODES
 from .noise import check_seed
-from .preset_config import PresetConfig, verifier_folders
+from .preset_config import PresetConfig
 from .prompting import PromptTokenizer, PromptTokens
 from .protocol import DEFAULT_SEED
 
@@ -53,7 +53,7 @@ def parse_request(
     if mode not in MODES:
         raise InvalidRequest(f"MODE must be one of {', '.join(MODES)}, got {mode!r}")
     if mode not in config.modes:
-        parts = ", ".join(f"{part}/" for part in verifier_folders(mode))
+        parts = ", ".join(f"{part}/" for part in MODES[mode].folders)
         raise InvalidRequest(
             f"MODE {mode!r} is not served by preset {config.name!r}: its verifier ({parts}) is not in the "
             f"preset's verifier folder; served modes: {', '.join(config.modes)}"

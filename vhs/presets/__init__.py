@@ -3,9 +3,10 @@
 A preset folder holds `preset.json` (the `PresetConfig` below) and two component folders:
 
     <generator>/  tokenizer/ text_encoder/ transformer/ vae/ scheduler/   (a SANA-Sprint diffusers folder)
-    <verifier>/   tokenizer/ (shared by every verifier's LLM) and the parts of the modes it serves:
-                  connector/ + llm/ (vhs), clip_vision/ + clip_connector/ + clip_llm/ (clip),
-                  latent_connector/ + latent_llm/ (latent)
+    <verifier>/   tokenizer/ (shared by every verifier's LLM) and the parts of the modes it serves,
+                  as the mode table names them (`VerifierMode.folders`): connector/ + llm/ (vhs),
+                  clip_vision/ + clip_connector/ + clip_llm/ (clip), latent_connector/ + latent_llm/
+                  (latent)
 
 Every component is loaded with its own class's `from_pretrained`, so a published checkpoint and the
 project's own weights go through exactly the same code. Presets differ only in data, never in code.
@@ -13,19 +14,20 @@ project's own weights go through exactly the same code. Presets differ only in d
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Collection
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderDC, SanaTransformer2DModel, SCMScheduler
-from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, CLIPVisionModel
+from transformers import AutoModel, AutoTokenizer
 
-from ..preset_config import PRESET_FILE, PresetConfig, PresetConfigError, parse_preset_json, verifier_folders
+from ..modes import MODES, Component, verifier_components
+from ..preset_config import PRESET_FILE, PresetConfig, PresetConfigError, parse_preset_json
 from ..prompting import PromptTokenizer
-from ..verifier import MLPConnector
 from .folders import (
     check_component_sizes,
     check_generator_folder,
@@ -41,6 +43,7 @@ __all__ = [
     "PresetConfigError",
     "load_preset",
     "load_preset_config",
+    "networks",
     "preset_folder",
 ]
 
@@ -53,25 +56,28 @@ GENERATOR_COMPONENTS = {
     "vae": AutoencoderDC,
     "scheduler": SCMScheduler,
 }
-# The verifier folder: each mode's LLM (vhs/modes.py names its engine, which is also its folder),
-# their shared tokenizer (`llm_tokenizer` field, `tokenizer/` folder), and the visual encoders'
-# weights of every mode a preset serves.
-VERIFIER_COMPONENTS = {
-    "llm": AutoModelForCausalLM,
-    "clip_llm": AutoModelForCausalLM,
-    "latent_llm": AutoModelForCausalLM,
-    "connector": MLPConnector,
-    "clip_vision": CLIPVisionModel,
-    "clip_connector": MLPConnector,
-    "latent_connector": MLPConnector,
-}
-# The components with weights, which `load_preset(components=...)` chooses among.
-NETWORKS = ("text_encoder", "transformer", "vae", *VERIFIER_COMPONENTS)
+GENERATOR_NETWORKS = ("text_encoder", "transformer", "vae")
+
+
+def networks() -> tuple[str, ...]:
+    """The components with weights, which `load_preset(components=...)` chooses among: the
+    generator's and every verifier-folder part of the mode table (`vhs.modes.verifier_components`)."""
+    return (*GENERATOR_NETWORKS, *verifier_components())
+
+
+def component_class(component: Component) -> type:
+    """The class named by a table entry's component, imported (diffusers' model_index.json rule)."""
+    return getattr(importlib.import_module(component.library), component.class_name)
 
 
 @dataclass
 class Preset:
-    """The components of a preset, loaded and in eval mode; None where not loaded (see `load_preset`)."""
+    """The components of a preset, loaded and in eval mode; None where not loaded (see `load_preset`).
+
+    `verifier` holds the verifier folder's parts by folder name, as the mode table names them: each
+    mode's visual-encoder components and its own LLM (each verifier fine-tunes its own, as in the
+    paper). They read as attributes too: `preset.connector`, `preset.clip_llm` (None when absent).
+    """
 
     config: PresetConfig
     tokenizer: object
@@ -80,13 +86,14 @@ class Preset:
     vae: AutoencoderDC | None
     scheduler: SCMScheduler
     llm_tokenizer: object
-    llm: object | None  # each verifier fine-tunes its own LLM, as in the paper: VHS's
-    clip_llm: object | None  # the CLIP baseline's
-    latent_llm: object | None  # the AE-latent baseline's
-    connector: MLPConnector | None
-    clip_vision: CLIPVisionModel | None
-    clip_connector: MLPConnector | None
-    latent_connector: MLPConnector | None
+    verifier: dict[str, torch.nn.Module | None] = field(default_factory=dict)
+
+    def __getattr__(self, name: str):
+        # Only reached when ordinary lookup fails: the verifier parts, by the table's folder names.
+        verifier = self.__dict__.get("verifier")
+        if verifier is not None and name in verifier_components():
+            return verifier.get(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def prompt_tokenizer(self) -> PromptTokenizer:
@@ -100,7 +107,7 @@ class Preset:
 
     def modules(self) -> list[torch.nn.Module]:
         """Every loaded network (tokenizers and the scheduler excluded)."""
-        return [module for name in NETWORKS if (module := getattr(self, name)) is not None]
+        return [module for name in networks() if (module := getattr(self, name)) is not None]
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -116,9 +123,9 @@ class Preset:
             getattr(self, name).save_pretrained(folder / name)
         verifier = folder / "verifier"
         self.llm_tokenizer.save_pretrained(verifier / "tokenizer")
-        for name in VERIFIER_COMPONENTS:
-            if getattr(self, name) is not None:
-                getattr(self, name).save_pretrained(verifier / name)
+        for name, module in self.verifier.items():
+            if module is not None:
+                module.save_pretrained(verifier / name)
         (folder / PRESET_FILE).write_text(json.dumps(asdict(config), indent=2) + "\n")
 
 
@@ -178,12 +185,12 @@ def load_preset(name_or_path: str | os.PathLike, components: Collection[str] | N
     verifier = resolve_component_path(folder, config.verifier_path, "verifier_path")
     check_generator_folder(generator)
     dtype = getattr(torch, config.torch_dtype)
-    served = {name for mode in config.modes for name in verifier_folders(mode)}
-    loadable = {"text_encoder", "transformer", "vae", *served}
+    served = {name for mode in config.modes for name in MODES[mode].folders}
+    loadable = {*GENERATOR_NETWORKS, *served}
     wanted = loadable if components is None else loadable & set(components)
 
     def load(cls, root: str, name: str):
-        if name not in NETWORKS:  # tokenizer, scheduler: no weights, always loaded
+        if name not in networks():  # tokenizer, scheduler: no weights, always loaded
             return cls.from_pretrained(root, subfolder=name)
         return cls.from_pretrained(root, subfolder=name, dtype=dtype) if name in wanted else None
 
@@ -191,7 +198,10 @@ def load_preset(name_or_path: str | os.PathLike, components: Collection[str] | N
         config=config,
         llm_tokenizer=AutoTokenizer.from_pretrained(verifier, subfolder="tokenizer"),
         **{name: load(cls, generator, name) for name, cls in GENERATOR_COMPONENTS.items()},
-        **{name: load(cls, verifier, name) for name, cls in VERIFIER_COMPONENTS.items()},
+        verifier={
+            name: load(component_class(component), verifier, name)
+            for name, component in verifier_components().items()
+        },
     )
     check_component_sizes(component_widths(preset))
     for module in preset.modules():

@@ -88,13 +88,15 @@ def build_preset(config: PresetConfig, sizes: ComponentSizes, corpus: list[str],
         vae=vae,
         scheduler=SCMScheduler(sigma_data=0.5, prediction_type="trigflow"),
         llm_tokenizer=llm_tokenizer,
-        llm=llm,
-        clip_llm=clip_llm,
-        latent_llm=latent_llm,
-        connector=MLPConnector(dit_width, sizes.llm_width),
-        clip_vision=clip_vision,
-        clip_connector=MLPConnector(sizes.clip_width, sizes.llm_width, normalize_input=False),
-        latent_connector=MLPConnector(sizes.latent_channels, sizes.llm_width),
+        verifier={
+            "llm": llm,
+            "clip_llm": clip_llm,
+            "latent_llm": latent_llm,
+            "connector": MLPConnector(dit_width, sizes.llm_width),
+            "clip_vision": clip_vision,
+            "clip_connector": MLPConnector(sizes.clip_width, sizes.llm_width, normalize_input=False),
+            "latent_connector": MLPConnector(sizes.latent_channels, sizes.llm_width),
+        },
     )
 
 

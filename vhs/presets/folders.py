@@ -9,8 +9,9 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+from ..engine_names import DIT_PREFIX, DIT_SUFFIX
 from ..modes import MODES
-from ..preset_config import PresetConfigError, verifier_folders
+from ..preset_config import PresetConfigError
 
 HUB_PREFIX = "hub:"
 GENERATOR_FOLDERS = ("tokenizer", "text_encoder", "transformer", "vae", "scheduler")
@@ -49,11 +50,9 @@ def served_modes(verifier: str, requested: tuple[str, ...] | None) -> tuple[str,
     _require_folders(folder, VERIFIER_FOLDERS, "verifier_path", "a verifier folder")
     if requested is not None:
         for mode in requested:
-            _require_folders(
-                folder, verifier_folders(mode), "verifier_path", f"the verifier of mode {mode!r}"
-            )
+            _require_folders(folder, MODES[mode].folders, "verifier_path", f"the verifier of mode {mode!r}")
         return requested
-    return tuple(mode for mode in MODES if all((folder / part).is_dir() for part in verifier_folders(mode)))
+    return tuple(mode for mode in MODES if all((folder / part).is_dir() for part in MODES[mode].folders))
 
 
 def _require_folders(folder: Path, names: tuple[str, ...], key: str, what: str) -> None:
@@ -73,8 +72,19 @@ def diffusers_complex_human_instruction() -> tuple[str, ...]:
     return tuple(default)
 
 
+DIT_WIDTH = "transformer width (num_attention_heads x attention_head_dim)"
+# The width of what a generation stage hands a visual encoder, where one width describes it (the
+# decoder's images are read by a vision tower with its own patching).
+READ_WIDTHS = {DIT_PREFIX: DIT_WIDTH, DIT_SUFFIX: "transformer in_channels"}
+GENERATOR_MATCHING_WIDTHS = [
+    ("text_encoder hidden_size", "transformer caption_channels"),
+    ("vae latent_channels", "transformer in_channels"),
+]
+
+
 def component_widths(preset) -> dict[str, int]:
-    """The widths that components must agree on, of the components `preset` has loaded."""
+    """The widths that components must agree on, of the components `preset` has loaded, each named
+    by the config attribute it comes from."""
     widths = {}
     if preset.text_encoder is not None:
         widths["text_encoder hidden_size"] = preset.text_encoder.config.hidden_size
@@ -82,40 +92,47 @@ def component_widths(preset) -> dict[str, int]:
         transformer = preset.transformer.config
         widths["transformer caption_channels"] = transformer.caption_channels
         widths["transformer in_channels"] = transformer.in_channels
-        widths["transformer width (num_attention_heads x attention_head_dim)"] = (
-            transformer.num_attention_heads * transformer.attention_head_dim
-        )
+        widths[DIT_WIDTH] = transformer.num_attention_heads * transformer.attention_head_dim
     if preset.vae is not None:
         widths["vae latent_channels"] = preset.vae.config.latent_channels
-    for name in ("llm", "clip_llm", "latent_llm"):
-        if (llm := getattr(preset, name)) is not None:
-            widths[f"{name} hidden_size"] = llm.config.hidden_size
-    if preset.clip_vision is not None:
-        widths["clip_vision hidden_size"] = preset.clip_vision.config.hidden_size
-    for name in ("connector", "clip_connector", "latent_connector"):
-        if (connector := getattr(preset, name)) is not None:
-            widths[f"verifier {name} in_features"] = connector.config.in_features
-            widths[f"verifier {name} out_features"] = connector.config.out_features
+    for name, module in preset.verifier.items():
+        config = getattr(module, "config", None)
+        for attribute in ("hidden_size", "in_features", "out_features"):
+            if config is not None and isinstance(getattr(config, attribute, None), int):
+                widths[_width(name, attribute)] = getattr(config, attribute)
     return widths
 
 
-# Pairs of widths that must be equal for the components to fit together.
-MATCHING_WIDTHS = [
-    ("text_encoder hidden_size", "transformer caption_channels"),
-    ("vae latent_channels", "transformer in_channels"),
-    ("verifier connector in_features", "transformer width (num_attention_heads x attention_head_dim)"),
-    ("verifier latent_connector in_features", "transformer in_channels"),
-    ("verifier clip_connector in_features", "clip_vision hidden_size"),
-    ("verifier connector out_features", "llm hidden_size"),
-    ("verifier clip_connector out_features", "clip_llm hidden_size"),
-    ("verifier latent_connector out_features", "latent_llm hidden_size"),
-]
+def _width(part: str, attribute: str) -> str:
+    # A connector's in/out features are named as the verifier's; a transformers model's hidden size plainly.
+    return f"{part} {attribute}" if attribute == "hidden_size" else f"verifier {part} {attribute}"
+
+
+def _output_widths(part: str) -> tuple[str, str]:
+    """The names a part's output width may have: a connector's out_features or a model's hidden_size."""
+    return _width(part, "out_features"), _width(part, "hidden_size")
+
+
+def matching_widths() -> list[tuple[str, str]]:
+    """Pairs of widths that must be equal for the components to fit together: the generator's, and
+    along every verifier of the mode table, each part's input against what it reads (the stage, or
+    the part before it) and the last part's output against its LLM."""
+    pairs = list(GENERATOR_MATCHING_WIDTHS)
+    for mode in MODES.values():
+        if not mode.verifies:
+            continue
+        reads = (READ_WIDTHS[mode.reads],) if mode.reads in READ_WIDTHS else ()
+        for component in mode.encoder_components:
+            pairs += [(_width(component.folder, "in_features"), width) for width in reads]
+            reads = _output_widths(component.folder)
+        pairs += [(width, _width(mode.llm, "hidden_size")) for width in reads]
+    return list(dict.fromkeys(pairs))
 
 
 def check_component_sizes(widths: dict[str, int]) -> None:
     """Raise PresetConfigError when two known widths that must match do not (pairs with a side not
     loaded yet are checked when it is: the exporter accumulates widths over its loads)."""
-    for left, right in MATCHING_WIDTHS:
+    for left, right in matching_widths():
         if left in widths and right in widths and widths[left] != widths[right]:
             raise PresetConfigError(
                 f"{left} is {widths[left]} but {right} is {widths[right]}: the components do not fit together"

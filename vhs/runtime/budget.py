@@ -59,7 +59,7 @@ class BudgetPlanner:
         the outputs are discarded."""
         mode = MODES[generation.mode]
         sizes = [1, self.max_candidates]
-        if mode.batch_sizes(1) == mode.batch_sizes(self.max_candidates):  # N changes no batch: once is enough
+        if mode.engine_rows(1) == mode.engine_rows(self.max_candidates):  # N changes no batch: once is enough
             sizes = [1]
         for _ in range(CALIBRATION_ROUNDS):
             for num_candidates in sizes:

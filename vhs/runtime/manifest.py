@@ -12,7 +12,8 @@ import hashlib
 import json
 from pathlib import Path
 
-FORMAT_VERSION = 2  # 2: `device` (cpu | gpu) and each engine's `precision`
+# 2: `device` (cpu | gpu) and each engine's `precision`; 3: `modes`, the served modes' table entries
+FORMAT_VERSION = 3
 # The version folder of the `vhs` model: <repository>/vhs/1/{manifest.json, tokenizer/, llm_tokenizer/}.
 MANIFEST_FILE = "manifest.json"
 TEXT_TOKENIZER_DIR = "tokenizer"
@@ -25,6 +26,7 @@ REQUIRED_KEYS = (
     "backend",
     "device",
     "max_batch_size",
+    "modes",
     "engines",
 )
 ENGINE_KEYS = ("inputs", "outputs", "file", "sha256", "precision")

@@ -1,7 +1,7 @@
 """Write the trained verifiers into the `shapes` preset's verifier folder.
 
 Each verifier trained by `vhs.train.verifier` (and, for CLIP, its frozen tower) replaces the seeded
-components of its mode: the folder names are the preset's (`vhs.presets.VERIFIER_COMPONENTS`).
+components of its mode: the folder names are the mode table's (`VerifierMode.folders`, vhs/modes.py).
 
     python -m vhs.train.assemble_verifiers [--verifiers DIR] [--out vhs/presets/shapes/verifier]
 """
