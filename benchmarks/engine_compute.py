@@ -17,15 +17,18 @@ absent from the result.
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from vhs import protocol as P
+from vhs.runtime.metrics import FLUSH_INTERVAL_S
 
 ENGINE_COMPUTE_METRIC = "vhs_engine_compute_duration_us_total"
 REQUESTS_METRIC = "nv_inference_request_success_total"  # Triton's, per model
+SETTLE_S = 2 * FLUSH_INTERVAL_S  # the engines' counters have reached the metrics port after this
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,11 @@ def parse_compute_counters(text: str) -> ComputeCounters:
     return ComputeCounters(engine_us, requests)
 
 
-def read_compute_counters(metrics_url: str) -> ComputeCounters:
-    """Snapshot `http://host:port/metrics`."""
+def read_compute_counters(metrics_url: str, settle_s: float = SETTLE_S) -> ComputeCounters:
+    """Snapshot `http://host:port/metrics` once the engines have sent what they tallied: they send
+    their counters every FLUSH_INTERVAL_S (vhs/runtime/metrics.py), so the snapshot waits `settle_s`
+    after the last request (call it when no request is in flight)."""
+    time.sleep(settle_s)
     with urllib.request.urlopen(metrics_url, timeout=10) as response:
         return parse_compute_counters(response.read().decode())
 

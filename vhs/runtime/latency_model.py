@@ -131,12 +131,16 @@ class LatencyModel:
         """(fixed ms, ms per row) of `stage`: the least-squares line through its per-row-count
         medians; a stage measured at one row count costs its median whatever the rows."""
         if stage not in self._costs:
+            # a handful of points, refitted after every request: plain floats, not numpy's overhead
             medians = self.medians(stage)
-            rows, times = np.array(list(medians), dtype=np.float64), np.array(list(medians.values()))
+            mean_rows = sum(medians) / len(medians)
+            mean_ms = sum(medians.values()) / len(medians)
             per_row = 0.0
-            if len(rows) > 1:
-                per_row = max(float(np.cov(rows, times)[0, 1] / np.var(rows, ddof=1)), 0.0)
-            self._costs[stage] = (float(times.mean() - per_row * rows.mean()), per_row)
+            if len(medians) > 1:
+                spread = sum((rows - mean_rows) ** 2 for rows in medians)
+                covariance = sum((rows - mean_rows) * (ms - mean_ms) for rows, ms in medians.items())
+                per_row = max(covariance / spread, 0.0)
+            self._costs[stage] = (mean_ms - per_row * mean_rows, per_row)
         return self._costs[stage]
 
     def typical_ms(self, mode: str, num_candidates: int) -> float:

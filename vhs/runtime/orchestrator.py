@@ -1,9 +1,15 @@
 """The logic of the `vhs` Triton model (BLS orchestrator), kept apart from `model.py` so it is unit
 tested without a server: `triton_python_backend_utils` is passed in as `pb_utils`.
 
-`model.py` only wires `Orchestrator.execute_async` to Triton (an `async def execute`). A request is
-read and validated, its `BestOfN` steps are driven with engines called through BLS, and the output
-becomes the response. Nothing here imports torch unless an engine returns a GPU tensor.
+`model.py` only wires `Orchestrator.execute` to Triton (a plain `def execute`: BLS `exec()`, one
+request per call). A request is read and validated, its `BestOfN` steps are driven with engines
+called through BLS, and the output becomes the response. Nothing here imports torch unless an engine
+returns a GPU tensor.
+
+The orchestrator's own time is part of every request (docs/performance.md measures it); what it
+does per request is kept to what the request needs: the budget planner only for budget requests,
+`is_cancelled()` (a round trip to the server) at most once per CANCEL_POLL_S, metrics tallied in
+the process and sent by a thread (vhs/runtime/metrics.py).
 """
 
 from __future__ import annotations
@@ -27,11 +33,11 @@ from ..prompting import MAX_PROMPT_BYTES, PromptTokenizer
 from ..request import GenerationRequest, parse_request
 from .availability import engine_unavailable
 from .budget import BudgetPlanner
-from .cancellation import RequestCancelled, RequestWatch, stop_when_abandoned
+from .cancellation import CANCEL_POLL_S, RequestCancelled, RequestWatch, stop_when_abandoned
 from .dlpack import device_handoff, from_engine
 from .engine_guard import bls_parameters
 from .manifest import LLM_TOKENIZER_DIR, MANIFEST_FILE, TEXT_TOKENIZER_DIR, load_manifest, verify_engine_files
-from .metrics import OrchestratorMetrics
+from .metrics import FLUSH_INTERVAL_S, OrchestratorMetrics
 
 
 @dataclass
@@ -51,10 +57,12 @@ class Orchestrator:
     image_shape: tuple[int, int, int]  # (H, W, 3) of an output image
     metrics: OrchestratorMetrics | None = None  # the custom metrics on Triton's metrics port
     budget: BudgetPlanner | None = None  # BUDGET_MS (vhs/runtime/budget.py); made from best_of_n if None
+    cancel_poll_s: float = CANCEL_POLL_S  # is_cancelled() at most once per this many seconds of a request
 
     def __post_init__(self):
         if self.budget is None:
             self.budget = BudgetPlanner(self.best_of_n, self.config.max_candidates)
+        self.no_candidates = np.zeros((0, *self.image_shape), dtype=np.uint8)
 
     def execute(self, requests: list) -> list:
         """One response per request, in order; a failed request gets an error response."""
@@ -88,14 +96,16 @@ class Orchestrator:
         also decodes every candidate (outside the timed stages)."""
         started = time.perf_counter()
         generation, return_candidates = self.read_request(request)
-        if self.budget.needs_calibration(generation):
-            self.budget.calibrate(generation, self.engines)
-            started = time.perf_counter()  # the calibration is not this request's own time
-        generation = self.budget.plan(generation)
+        if generation.budget_ms is not None:
+            if self.budget.needs_calibration(generation):
+                self.budget.calibrate(generation, self.engines)
+                started = time.perf_counter()  # the calibration is not this request's own time
+            generation = self.budget.plan(generation)
         steps = self.best_of_n.steps(generation, return_candidates)
         if not return_candidates:
             steps = self.budget.timed(generation, steps, started)
-        return generation, stop_when_abandoned(steps, RequestWatch(request))
+        watch = RequestWatch(request, poll_s=self.cancel_poll_s)
+        return generation, stop_when_abandoned(steps, watch)
 
     def respond(self, generation: GenerationRequest, output: GenerationOutput) -> Any:
         """The response of a finished request, counted in the metrics."""
@@ -138,12 +148,10 @@ class Orchestrator:
         """GenerationOutput -> Triton InferenceResponse with every output of vhs/protocol.py."""
         predicted_ms = math.nan if generation.predicted_ms is None else generation.predicted_ms
         request_ms = math.nan if output.request_ms is None else output.request_ms
-        candidates = output.candidate_images
-        if candidates is None:
-            candidates = np.zeros((0, *self.image_shape), dtype=np.uint8)
+        candidates = self.no_candidates if output.candidate_images is None else output.candidate_images
         tensors = [
             self.pb_utils.Tensor(P.IMAGE, output.image),
-            self.pb_utils.Tensor(P.SCORES, output.scores.astype(np.float32)),
+            self.pb_utils.Tensor(P.SCORES, np.asarray(output.scores, dtype=np.float32)),
             self.pb_utils.Tensor(P.SELECTED, np.array([output.selected], dtype=np.int32)),
             self.pb_utils.Tensor(
                 P.TIMINGS, np.array([json.dumps(output.timings_ms).encode()], dtype=np.object_)
@@ -186,7 +194,7 @@ def load_orchestrator(model_dir: Path, pb_utils: Any) -> Orchestrator:
         prompt_tokenizer=prompt_tokenizer,
         engines=BLSEngineRunner(pb_utils, manifest["engines"], on_gpu=manifest["device"] == "gpu"),
         image_shape=tuple(manifest["image_shape"]),
-        metrics=OrchestratorMetrics(pb_utils),
+        metrics=OrchestratorMetrics(pb_utils, FLUSH_INTERVAL_S),
     )
 
 

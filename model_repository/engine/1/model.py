@@ -12,7 +12,7 @@ from pathlib import Path
 import triton_python_backend_utils as pb_utils
 
 from vhs.runtime.engine_guard import EngineGuard, warmup_request_count
-from vhs.runtime.metrics import EngineMetrics
+from vhs.runtime.metrics import FLUSH_INTERVAL_S, EngineMetrics
 from vhs.runtime.onnx_engine import OnnxEngine
 
 
@@ -24,12 +24,14 @@ class TritonPythonModel:
         model_path = Path(args["model_repository"]) / args["model_version"] / parameters["onnx_file"]
         self.output_names = [output["name"] for output in config["output"]]
         self.guard = EngineGuard(warmup_request_count(config))
+        # tallied and sent by a thread: no metric round trip to the server inside an execution
+        self.metrics = EngineMetrics(pb_utils, self.name, FLUSH_INTERVAL_S)
         try:
             self.engine = OnnxEngine(
                 str(model_path),
                 self.output_names,
                 int(parameters["intra_op_num_threads"]),
-                on_compute=EngineMetrics(pb_utils, self.name).record_compute,
+                on_compute=self.metrics.record_compute,
             )
             self.engine.check_inputs([tensor["name"] for tensor in config["input"]])
         except ValueError as error:  # fails this model's load with a message naming it
@@ -49,7 +51,7 @@ class TritonPythonModel:
     def _run(self, requests):
         if not requests:
             return []
-        inputs = [{name: _input(request, name) for name in self.engine.input_names} for request in requests]
+        inputs = [_inputs(request) for request in requests]
         try:
             outputs = self.engine.run_batched(inputs)
         except Exception as error:  # every request of the batch gets the error; the model keeps serving
@@ -59,6 +61,10 @@ class TritonPythonModel:
             for output in outputs
         ]
 
+    def finalize(self):
+        self.metrics.close()
 
-def _input(request, name):
-    return pb_utils.get_input_tensor_by_name(request, name).as_numpy()
+
+def _inputs(request):
+    """{name: array} of every input of a request, in one pass (the config names them all)."""
+    return {tensor.name(): tensor.as_numpy() for tensor in request.inputs()}
