@@ -10,6 +10,7 @@ writes `<output stem>_all.png`, a contact sheet of every candidate with its scor
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -90,7 +91,10 @@ def format_result(result: GenerationResult, budget_ms: float | None = None) -> s
     lines += ["", f"{'stage':<{stage_width}}  {'ms':>9}"]
     lines += [f"{stage:<{stage_width}}  {ms:>9.2f}" for stage, ms in result.timings_ms.items()]
     lines.append(f"{'sum of stages':<{stage_width}}  {sum(result.timings_ms.values()):>9.2f}")
-    lines.append(f"{'request (server)':<{stage_width}}  {result.request_ms:>9.2f}")
+    if math.isfinite(result.request_ms):
+        lines.append(f"{'request (server)':<{stage_width}}  {result.request_ms:>9.2f}")
+    else:  # a request that also decoded every candidate is not timed (REQUEST_MS is NaN)
+        lines.append(f"{'request (server)':<{stage_width}}  {'-':>9}  (not timed: candidates decoded)")
     lines.append(f"{'round trip (client)':<{stage_width}}  {result.round_trip_ms:>9.2f}")
     return "\n".join(lines)
 
