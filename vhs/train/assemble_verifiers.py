@@ -1,9 +1,11 @@
-"""Write the trained verifiers into the `shapes` preset's verifier folder.
+"""Write the trained verifiers into the `shapes` preset's verifier folder, with what stands behind them.
 
 Each verifier trained by `vhs.train.verifier` (and, for CLIP, its frozen tower) replaces the seeded
 components of its mode: the folder names are the mode table's (`VerifierMode.folders`, vhs/modes.py).
+Beside the weights, in `training/`: each verifier's metrics.json (its recipe, validation metrics and
+training time), the CLIP tower's, and the data card of every split.
 
-    python -m vhs.train.assemble_verifiers [--verifiers DIR] [--out vhs/presets/shapes/verifier]
+    python -m vhs.train.assemble_verifiers [--verifiers DIR] [--data DIR] [--out vhs/presets/shapes/verifier]
 """
 
 import argparse
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from .assemble import PRESET_DIR
 from .verifier import OUT_DIR
+from .verifier_data import OUT_DIR as DATA_DIR
 
 # trained folder -> {its part: the preset's verifier folder}
 SHIPPED = {
@@ -37,6 +40,21 @@ def assemble_verifiers(verifiers: Path, out: Path) -> list[str]:
     return written
 
 
+def ship_training_records(verifiers: Path, data: Path, out: Path) -> list[str]:
+    """Copy each shipped verifier's metrics.json, the CLIP tower's and every split's data card into
+    `out/training/`; returns the files written."""
+    records = {f"{trained}_metrics.json": verifiers / trained / "metrics.json" for trained in SHIPPED}
+    records["clip_tower_metrics.json"] = verifiers / "clip_tower" / "metrics.json"
+    records |= {f"data_card_{split.name}.json": split / "data_card.json" for split in sorted(data.iterdir())}
+    (out / "training").mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, source in records.items():
+        if source.is_file():
+            shutil.copyfile(source, out / "training" / name)
+            written.append(f"training/{name}")
+    return written
+
+
 def _name_after(config_path: Path, source: Path) -> None:
     """Record where a shipped component was trained (diffusers writes the folder it was loaded from,
     an absolute path of the training machine, into `_name_or_path`)."""
@@ -49,9 +67,13 @@ def _name_after(config_path: Path, source: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--verifiers", type=Path, default=OUT_DIR)
+    parser.add_argument("--data", type=Path, default=DATA_DIR)
     parser.add_argument("--out", type=Path, default=PRESET_DIR / "verifier")
     args = parser.parse_args()
-    print("wrote", ", ".join(str(args.out / name) for name in assemble_verifiers(args.verifiers, args.out)))
+    written = assemble_verifiers(args.verifiers, args.out) + ship_training_records(
+        args.verifiers, args.data, args.out
+    )
+    print("wrote", ", ".join(str(args.out / name) for name in written))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
-"""Selection quality of trained verifiers on the evaluation split (553 prompts, entry i with seed i),
-or on the validation split for choices such as the layer.
+"""Selection quality of the verifiers a preset ships, on the evaluation split (553 prompts, entry i
+with seed i) or, for choices, on the validation split.
 
-For every verifier folder (`connector/`, `llm/`, `metrics.json` as `vhs.train.verifier` writes them),
-its P(yes) on the first N candidates of each evaluation prompt: within-prompt AUROC, AUROC and
-balanced accuracy against the shapes evaluator's verdicts, and the Best-of-N score per task. The
-rows Best-of-1, mean_of_N and the oracle Best-of-N come from the verdicts alone. Candidate i of
-entry i is the served one (noise of (seed, i)), so Best-of-N here is what the server would return.
-The evaluation split is touched for this table only; everything was chosen on validation.
+Each verifier mode of the preset is scored exactly as served: its visual-encoder and LLM engines are
+built from the preset's weights alone (`vhs.engines.build_engine`) and give P(yes) for every stored
+candidate. Reported per verifier: the within-prompt AUROC (with a bootstrap standard error over
+prompts), the overall AUROC, and Best-of-N for N in NUM_CANDIDATES with the paired standard error of
+its difference to Best-of-1; and, at the same N, the difference between verifiers (VHS - AE latent,
+VHS - CLIP). Best-of-1, mean_of_N and the oracle Best-of-N come from the verdicts alone. Candidate i
+of an entry is the served one (noise of (seed, i)), so Best-of-N here is what the server returns.
+The evaluation split is touched for the final table only; every choice was made on validation.
 
-    python -m vhs.train.evaluate_verifiers build/train/verifiers/vhs_l7 build/train/verifiers/latent
+    python -m vhs.train.evaluate_verifiers --preset shapes --split evaluation --out out/eval-verifiers
 """
 
 from __future__ import annotations
@@ -19,100 +21,157 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import CLIPVisionModel, Qwen2ForCausalLM
 
-from ..presets import load_preset
+from ..engine_names import DIT_PREFIX, DIT_SUFFIX
+from ..engines import build_engine
+from ..modes import MODES
+from ..presets import Preset, load_preset
 from ..shapes import TASKS
-from ..verifier import ClipVisualEncoder, LatentVisualEncoder, MLPConnector, YesNoScorer
-from .verifier import PRESET, VerifierForTraining, question_tensors, score
+from .verifier import as_model_input, question_tensors
+from .verifier_data import OUT_DIR as DATA_DIR
 from .verifier_data import load_split
-from .verifier_metrics import best_of_n, selection_metrics, task_scores
+from .verifier_metrics import (
+    auroc,
+    chosen_verdicts,
+    overall_difference,
+    task_scores,
+    within_prompt_auroc,
+    within_prompt_auroc_standard_error,
+)
 
-NUM_CANDIDATES = 4
-
-
-def load_trained_verifier(folder: Path, preset) -> tuple[VerifierForTraining, str]:
-    """(model, what it reads) of a folder written by `vhs.train.verifier`."""
-    reads = json.loads((folder / "metrics.json").read_text())["reads"]
-    connector = MLPConnector.from_pretrained(folder / "connector")
-    encoder = {
-        "denoised_latents": lambda: LatentVisualEncoder(connector),
-        "images": lambda: ClipVisualEncoder(
-            CLIPVisionModel.from_pretrained(folder / "clip_vision"), connector
-        ),
-    }.get(reads, lambda: connector)()
-    tokens = preset.prompt_tokenizer
-    llm = Qwen2ForCausalLM.from_pretrained(folder / "llm")
-    scorer = YesNoScorer(llm, tokens.question_prefix_ids, tokens.yes_token_id, tokens.no_token_id)
-    return VerifierForTraining(encoder, scorer).eval(), reads
+NUM_CANDIDATES = (2, 4, 8, 16)
+# Differences between verifiers reported at the same N (the paper's claims).
+COMPARISONS = (("vhs", "latent"), ("vhs", "clip"))
 
 
-def verdict_rows(passed: np.ndarray, tags: list[str], num_candidates: int) -> dict[str, dict]:
-    """Best-of-1, mean_of_N and the oracle Best-of-N from the verdicts (prompts, K)."""
-    first = passed[:, :num_candidates].astype(float)
-    return {
-        "best_of_1": task_scores(first[:, 0], tags),
-        f"mean_of_{num_candidates}": task_scores(first.mean(axis=1), tags),
-        f"oracle_best_of_{num_candidates}": task_scores(first.max(axis=1), tags),
-    }
+def stored_features(preset: Preset, reads: str) -> str:
+    """The verifier-data array a mode's visual encoder reads: the hidden states after the preset's
+    split block, z_0, or the decoded image."""
+    return {DIT_PREFIX: f"hidden_states_l{preset.config.split_block}", DIT_SUFFIX: "denoised_latents"}.get(
+        reads, "images"
+    )
 
 
-def evaluate_verifiers(
-    folders: list[Path], num_candidates: int = NUM_CANDIDATES, split: str = "evaluation"
-) -> dict:
-    """{"rows": {name: task scores}, "selection": {name: metrics}, "best_of_n_overall": {name: overall
-    Best-of-N for N = 1..K}, "oracle_best_of_n_overall": [...]} on the evaluation split."""
-    preset = load_preset(PRESET)
-    arrays, record = load_split(split, ("passed", "prompt_index"))
-    per_prompt = np.bincount(arrays["prompt_index"])[0]
+def served_scores(
+    preset: Preset, mode_name: str, features: np.ndarray, questions, prompt_index
+) -> np.ndarray:
+    """P(yes) (N,) of every stored candidate through the mode's served engines, in batches."""
+    mode = MODES[mode_name]
+    encoder, llm = build_engine(preset, mode.visual_encoder), build_engine(preset, mode.llm)
+    question_ids, question_length = questions
+    scores = []
+    with torch.no_grad():
+        for start in range(0, len(features), 512):
+            rows = np.arange(start, min(start + 512, len(features)))
+            visual = encoder(**{mode.encoder_input: as_model_input(features[rows])})["visual_tokens"]
+            prompts = prompt_index[rows]
+            outputs = llm(
+                visual_tokens=visual,
+                question_ids=question_ids[prompts],
+                question_length=question_length[prompts],
+            )
+            scores.append(outputs["yes_probability"].float().numpy())
+    return np.concatenate(scores)
+
+
+def evaluate_verifiers(preset_name: str, split: str, data_dir: Path = DATA_DIR) -> dict:
+    """The evaluation of every verifier mode `preset_name` serves on `split` (see the module doc)."""
+    preset = load_preset(preset_name)
+    arrays, record = load_split(split, ("passed", "prompt_index"), data_dir)
+    per_prompt = int(np.bincount(arrays["prompt_index"])[0])
     passed = arrays["passed"].reshape(-1, per_prompt)
     tags = [prompt["tag"] for prompt in record["prompts"]]
     questions = question_tensors(preset, [prompt["text"] for prompt in record["prompts"]])
-    first = np.tile(np.arange(per_prompt) < num_candidates, len(tags))
-    rows, selection, curves = verdict_rows(passed, tags, num_candidates), {}, {}
-    for folder in folders:
-        model, reads = load_trained_verifier(folder, preset)
-        features = load_split(split, (reads,))[0][reads]
-        with torch.no_grad():
-            scores = score(model, features, *questions, arrays["prompt_index"])
-        name = f"{folder.name} best_of_{num_candidates}"
-        rows[name] = best_of_n(scores.reshape(-1, per_prompt), passed, tags, num_candidates)
-        selection[folder.name] = selection_metrics(
-            scores[first], arrays["passed"][first], arrays["prompt_index"][first]
-        )
-        # Best-of-N for every N the split holds: the score axis of the time-budget table.
-        curves[folder.name] = [
-            best_of_n(scores.reshape(-1, per_prompt), passed, tags, n)["overall"]
-            for n in range(1, per_prompt + 1)
-        ]
-    oracle = [
-        verdict_rows(passed, tags, n)[f"oracle_best_of_{n}"]["overall"] for n in range(1, per_prompt + 1)
-    ]
-    return {
-        "rows": rows,
-        "selection": selection,
-        "num_candidates": num_candidates,
-        "best_of_n_overall": curves,
-        "oracle_best_of_n_overall": oracle,
+    sizes = [n for n in NUM_CANDIDATES if n <= per_prompt]
+    best_of_1 = passed[:, 0].astype(float)
+    result = {
+        "preset": preset_name,
+        "split": split,
+        "prompts": len(tags),
+        "candidates_per_prompt": per_prompt,
+        "best_of_1": task_scores(best_of_1, tags),
+        "mean_of_n": {n: task_scores(passed[:, :n].mean(axis=1), tags)["overall"] for n in sizes},
+        "oracle_best_of_n": {n: task_scores(passed[:, :n].max(axis=1), tags)["overall"] for n in sizes},
+        "verifiers": {},
+        "comparisons": {},
     }
+    chosen = {}
+    for mode_name in (name for name in preset.config.modes if MODES[name].verifies):
+        key = stored_features(preset, MODES[mode_name].reads)
+        features = load_split(split, (key,), data_dir)[0][key]
+        scores = served_scores(preset, mode_name, features, questions, arrays["prompt_index"])
+        by_prompt = scores.reshape(-1, per_prompt)
+        first_four = np.tile(np.arange(per_prompt) < 4, len(tags))
+        index, labels = arrays["prompt_index"][first_four], arrays["passed"][first_four]
+        chosen[mode_name] = {n: chosen_verdicts(by_prompt, passed, n) for n in range(1, per_prompt + 1)}
+        result["verifiers"][mode_name] = {
+            "reads": key,
+            "within_prompt_auroc_of_4": within_prompt_auroc(scores[first_four], labels, index),
+            "within_prompt_auroc_of_4_se": within_prompt_auroc_standard_error(
+                scores[first_four], labels, index
+            ),
+            "auroc": auroc(scores, arrays["passed"]),
+            "best_of_n": {n: task_scores(chosen[mode_name][n], tags) for n in sizes},
+            "best_of_n_minus_best_of_1": {
+                n: overall_difference(chosen[mode_name][n], best_of_1, tags) for n in sizes
+            },
+            # Best-of-N overall for every N: the score axis of the time-budget table.
+            "best_of_n_overall": [
+                task_scores(chosen[mode_name][n], tags)["overall"] for n in chosen[mode_name]
+            ],
+        }
+    for first, second in COMPARISONS:
+        if first in chosen and second in chosen:
+            result["comparisons"][f"{first} - {second}"] = {
+                n: overall_difference(chosen[first][n], chosen[second][n], tags) for n in sizes
+            }
+    return result
 
 
 def format_tables(result: dict) -> str:
-    """Two Markdown tables: task scores per selection rule, and each verifier's selection metrics."""
-    lines = ["| | " + " | ".join(TASKS) + " | overall |", "| --- |" + " ---: |" * (len(TASKS) + 1)]
-    for name, scores in result["rows"].items():
-        values = [scores.get(tag, float("nan")) for tag in TASKS] + [scores["overall"]]
-        lines.append(f"| {name} | " + " | ".join(f"{value:.3f}" for value in values) + " |")
+    """Markdown: task scores per selection rule, then each verifier's ranking and gains with SEs."""
+    lines = [
+        f"{result['split']} split: {result['prompts']} prompts x {result['candidates_per_prompt']} "
+        "candidates",
+        "",
+        "| selection | " + " | ".join(TASKS) + " | overall |",
+        "| --- |" + " ---: |" * (len(TASKS) + 1),
+    ]
+
+    def row(name: str, scores: dict) -> str:
+        return (
+            f"| {name} | "
+            + " | ".join(f"{scores.get(tag, float('nan')):.3f}" for tag in [*TASKS, "overall"])
+            + " |"
+        )
+
+    lines.append(row("Best-of-1", result["best_of_1"]))
+    for mode, verifier in result["verifiers"].items():
+        lines += [row(f"{mode} Best-of-{n}", scores) for n, scores in verifier["best_of_n"].items()]
+    lines += ["", "| verifier | within-prompt AUROC (first 4) | AUROC | " + " | ".join(
+        f"Bo{n} - Bo1" for n in result["oracle_best_of_n"]) + " |"]  # fmt: skip
+    lines.append("| --- |" + " ---: |" * (2 + len(result["oracle_best_of_n"])))
+    for mode, verifier in result["verifiers"].items():
+        gains = [f"{d:+.3f} ± {se:.3f}" for d, se in verifier["best_of_n_minus_best_of_1"].values()]
+        ranking = (
+            f"{verifier['within_prompt_auroc_of_4']:.3f} ± {verifier['within_prompt_auroc_of_4_se']:.3f}"
+        )
+        lines.append(f"| {mode} | {ranking} | {verifier['auroc']:.3f} | " + " | ".join(gains) + " |")
+    oracle = [
+        f"{result['oracle_best_of_n'][n] - result['best_of_1']['overall']:+.3f}"
+        for n in result["oracle_best_of_n"]
+    ]
+    lines.append("| oracle | 1 | | " + " | ".join(oracle) + " |")
+    for name, differences in result["comparisons"].items():
+        lines.append(
+            f"| {name} (same N) | | | "
+            + " | ".join(f"{d:+.3f} ± {se:.3f}" for d, se in differences.values())
+            + " |"
+        )
     lines += [
         "",
-        "| verifier | within-prompt AUROC | AUROC | balanced accuracy |",
-        "| --- | ---: | ---: | ---: |",
+        "± is one standard error: paired over prompts for differences, bootstrap over prompts for AUROC.",
     ]
-    for name, metrics in result["selection"].items():
-        lines.append(
-            f"| {name} | {metrics['within_prompt_auroc']:.3f} | {metrics['auroc']:.3f} | "
-            f"{metrics['balanced_accuracy']:.3f} |"
-        )
     return "\n".join(lines)
 
 
@@ -120,17 +179,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("folders", type=Path, nargs="+")
-    parser.add_argument("--candidates", type=int, default=NUM_CANDIDATES)
+    parser.add_argument("--preset", default="shapes")
     parser.add_argument("--split", default="evaluation", choices=("validation", "evaluation"),
                         help="validation: for choices; evaluation: the final table")  # fmt: skip
-    parser.add_argument("--out", type=Path, help="also write the result as JSON")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    parser.add_argument("--out", type=Path, help="write <out>/<split>.json and <split>.md")
     args = parser.parse_args()
-    result = evaluate_verifiers(args.folders, args.candidates, args.split)
-    print(format_tables(result))
+    result = evaluate_verifiers(args.preset, args.split, args.data_dir)
+    table = format_tables(result)
+    print(table)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"{args.split}.json").write_text(json.dumps(result, indent=2) + "\n")
+        (args.out / f"{args.split}.md").write_text(table + "\n")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import argparse
 import copy
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -54,12 +55,16 @@ from .verifier_metrics import selection_metrics
 PRESET = "shapes"
 SEED = 0
 BATCH_SIZE = 64  # stages 0 and 1: texts / candidates per step
-BATCH_PROMPTS = 8  # stage 2: whole prompts per step (x their candidates)
-PRIOR_STEPS, PRIOR_LR = 400, 2e-3
-ALIGN_STEPS, ALIGN_LR = 400, 2e-3
-FINETUNE_STEPS, FINETUNE_LR = 1500, 5e-4
-EVAL_EVERY = 250
-LOSSES = ("pairwise", "listwise", "weighted_xe", "xe", "focal")
+# Stage 2: each step holds CANDIDATES_PER_STEP random candidates of each of BATCH_PROMPTS prompts; a
+# ranking loss draws among the prompts with both passing and failing candidates (the others carry no
+# order), a pointwise loss among all.
+BATCH_PROMPTS, CANDIDATES_PER_STEP = 16, 8
+PRIOR_STEPS, PRIOR_LR = 300, 2e-3
+ALIGN_STEPS, ALIGN_LR = 150, 2e-3
+FINETUNE_STEPS, FINETUNE_LR = 400, 5e-4
+EVAL_EVERY = 100
+RANKING_LOSSES = ("pairwise", "listwise")
+LOSSES = (*RANKING_LOSSES, "weighted_xe", "xe", "focal")
 LOSS = "pairwise"
 XE_WEIGHT = 0.1  # of the weighted cross-entropy beside a ranking loss
 FOCAL_GAMMA = 2.0
@@ -266,8 +271,8 @@ def score(
     """P(yes) of every candidate (N,), in batches."""
     scores = []
     with torch.no_grad():
-        for start in range(0, len(features), 256):
-            rows = np.arange(start, min(start + 256, len(features)))
+        for start in range(0, len(features), 512):
+            rows = np.arange(start, min(start + 512, len(features)))
             prompts = prompt_index[rows]
             logits = model(as_model_input(features[rows]), question_ids[prompts], question_length[prompts])
             scores.append(torch.softmax(logits.float(), dim=-1)[:, 0].numpy())
@@ -285,6 +290,7 @@ def train_verifier(
     """Stages 0-2 for one verifier; writes `out/{connector,llm}` and `out/metrics.json` (the
     validation metrics of the kept checkpoint). Returns those metrics."""
     torch.manual_seed(SEED)
+    started = time.monotonic()
     preset = load_preset(preset_name)
     train, train_record = load_split("train", (reads, "passed", "prompt_index"), data_dir)
     validation, validation_record = load_split("validation", (reads, "passed", "prompt_index"), data_dir)
@@ -322,23 +328,29 @@ def train_verifier(
     # Each class weighs half of the loss ([yes, no]); +1 keeps a class absent from a tiny set finite.
     counts = torch.stack([passed.sum(), (1 - passed).sum()]).float() + 1
     class_weights = counts.sum() / (2 * counts)
-    candidates_per_prompt = int(np.bincount(train["prompt_index"])[0])
-    if not (train["prompt_index"] == np.repeat(np.arange(len(prompts)), candidates_per_prompt)).all():
+    per_prompt = int(np.bincount(train["prompt_index"])[0])
+    if not (train["prompt_index"] == np.repeat(np.arange(len(prompts)), per_prompt)).all():
         raise ValueError("the train split must hold the same number of candidates for every prompt, in order")
+    verdicts = train["passed"].reshape(-1, per_prompt)
+    mixed_prompts = np.flatnonzero(verdicts.any(axis=1) & ~verdicts.all(axis=1))
+    ranks = loss_kind in RANKING_LOSSES and len(mixed_prompts) > 0
+    pointwise = "weighted_xe" if loss_kind in RANKING_LOSSES else loss_kind
+    drawn_prompts = mixed_prompts if ranks else np.arange(len(prompts))
+    candidates_per_step = min(CANDIDATES_PER_STEP, per_prompt)
 
-    def finetune_loss(model, prompt_rows):
-        rows = (prompt_rows[:, None] * candidates_per_prompt + np.arange(candidates_per_prompt)).ravel()
-        logits = model(
-            as_model_input(features[rows]),
-            question_ids[np.repeat(prompt_rows, candidates_per_prompt)],
-            question_length[np.repeat(prompt_rows, candidates_per_prompt)],
-        )
-        if loss_kind not in ("pairwise", "listwise"):
-            return classification_loss(logits, passed[rows], loss_kind, class_weights)
-        margins = (logits[:, 0] - logits[:, 1]).view(len(prompt_rows), candidates_per_prompt)
+    def finetune_loss(model, draws):
+        prompt_rows = drawn_prompts[draws]
+        rng = np.random.default_rng(draws)  # which candidates: fixed by the step's draw
+        picks = np.argsort(rng.random((len(draws), per_prompt)), axis=1)[:, :candidates_per_step]
+        rows = (prompt_rows[:, None] * per_prompt + picks).ravel()
+        questions = np.repeat(prompt_rows, candidates_per_step)
+        logits = model(as_model_input(features[rows]), question_ids[questions], question_length[questions])
+        if not ranks:
+            return classification_loss(logits, passed[rows], pointwise, class_weights)
+        margins = (logits[:, 0] - logits[:, 1]).view(len(draws), candidates_per_step)
         return ranking_loss(
-            margins, passed[rows].view(len(prompt_rows), -1), loss_kind
-        ) + XE_WEIGHT * classification_loss(logits, passed[rows], "weighted_xe", class_weights)
+            margins, passed[rows].view(len(draws), -1), loss_kind
+        ) + XE_WEIGHT * classification_loss(logits, passed[rows], pointwise, class_weights)
 
     best = {}
 
@@ -350,12 +362,22 @@ def train_verifier(
             best.update(metrics, step=step, state=copy.deepcopy(model.state_dict()))
 
     optimize(
-        model, finetune_loss, FINETUNE_STEPS, FINETUNE_LR, 2, len(prompts), log, evaluate_on_validation,
+        model, finetune_loss, FINETUNE_STEPS, FINETUNE_LR, 2, len(drawn_prompts), log, evaluate_on_validation,
         batch_size=BATCH_PROMPTS,
     )  # fmt: skip
     model.load_state_dict(best.pop("state"))
     check_replicas_equal(model)
-    metrics = {"reads": reads, "loss": loss_kind, "validation": best, "train_positive_rate": positive_rate}
+    metrics = {
+        "reads": reads,
+        "loss": loss_kind,
+        "validation": best,
+        "train_positive_rate": positive_rate,
+        "train_candidates": len(features),
+        "train_prompts_with_passing_and_failing_candidates": len(mixed_prompts),
+        "steps": {"prior": PRIOR_STEPS, "alignment": ALIGN_STEPS, "fine_tuning": FINETUNE_STEPS},
+        "fine_tuning_batch": f"{BATCH_PROMPTS} prompts x {candidates_per_step} candidates",
+        "train_seconds": round(time.monotonic() - started),
+    }
     if not dist.is_initialized() or dist.get_rank() == 0:
         connector_of(encoder).save_pretrained(out / "connector")
         if reads == "images":

@@ -1,0 +1,98 @@
+"""The pieces of the verifier recipe that make it rank: the within-prompt losses, the statistics that
+say whether a Best-of-N gain is more than noise, and the splits that make validation able to choose."""
+
+import numpy as np
+import pytest
+import torch
+
+from vhs.shapes import TASKS
+from vhs.shapes.prompt_sets import MIN_VALIDATION_GROUPS, _split, _verifier_split
+from vhs.train.verifier import ranking_loss
+from vhs.train.verifier_metrics import (
+    chosen_verdicts,
+    overall_difference,
+    within_prompt_auroc,
+    within_prompt_auroc_standard_error,
+)
+
+
+@pytest.mark.parametrize("kind", ["pairwise", "listwise"])
+def test_ranking_loss_is_lower_when_passing_candidates_rank_first(kind):
+    passed = torch.tensor([[1, 0, 0, 1], [0, 1, 0, 0]])
+    right = torch.tensor([[2.0, -1.0, -2.0, 1.0], [-1.0, 3.0, 0.0, -2.0]])
+    assert ranking_loss(right, passed, kind) < ranking_loss(-right, passed, kind)
+
+
+@pytest.mark.parametrize("kind", ["pairwise", "listwise"])
+def test_ranking_loss_ignores_which_prompts_are_hard(kind):
+    """Adding a constant to every candidate of a prompt (the prompt's difficulty) changes nothing,
+    and prompts whose candidates all pass or all fail add nothing."""
+    margins = torch.tensor([[0.5, -0.3, 1.2], [0.1, 0.4, -0.2]])
+    passed = torch.tensor([[1, 0, 1], [0, 1, 0]])
+    shifted = margins + torch.tensor([[5.0], [-7.0]])
+    assert ranking_loss(shifted, passed, kind).item() == pytest.approx(
+        ranking_loss(margins, passed, kind).item()
+    )
+    with_uniform_prompts = torch.cat([margins, torch.tensor([[9.0, -9.0, 0.0], [1.0, 2.0, 3.0]])])
+    uniform_verdicts = torch.cat([passed, torch.tensor([[1, 1, 1], [0, 0, 0]])])
+    assert ranking_loss(with_uniform_prompts, uniform_verdicts, kind).item() == pytest.approx(
+        ranking_loss(margins, passed, kind).item()
+    )
+
+
+def test_pairwise_loss_is_the_mean_logistic_loss_over_pairs():
+    margins = torch.tensor([[1.0, 0.0, -1.0]], requires_grad=True)
+    passed = torch.tensor([[1, 0, 0]])
+    expected = (np.log1p(np.exp(-1.0)) + np.log1p(np.exp(-2.0))) / 2
+    loss = ranking_loss(margins, passed, "pairwise")
+    assert loss.item() == pytest.approx(expected)
+    loss.backward()
+    assert margins.grad[0, 0] < 0  # pushes the passing candidate up
+
+
+def test_ranking_loss_of_a_batch_without_order_is_zero_and_differentiable():
+    margins = torch.tensor([[1.0, 2.0]], requires_grad=True)
+    loss = ranking_loss(margins, torch.tensor([[1, 1]]), "pairwise")
+    loss.backward()
+    assert loss.item() == 0 and margins.grad is not None
+
+
+def test_overall_difference_has_the_paired_standard_error_of_the_task_means():
+    rng = np.random.default_rng(0)
+    tags = ["colors"] * 50 + ["counting"] * 30
+    first, second = rng.integers(0, 2, 80).astype(float), rng.integers(0, 2, 80).astype(float)
+    difference, se = overall_difference(first, second, tags)
+    d = first - second
+    colors, counting = d[:50], d[50:]
+    assert difference == pytest.approx((colors.mean() + counting.mean()) / 2)
+    assert se == pytest.approx(np.sqrt(colors.var(ddof=1) / 50 + counting.var(ddof=1) / 30) / 2)
+    assert overall_difference(first, first, tags) == (0.0, 0.0)
+
+
+def test_auroc_standard_error_shrinks_with_more_prompts():
+    rng = np.random.default_rng(0)
+
+    def sample(prompts):
+        labels = rng.integers(0, 2, (prompts, 8))
+        scores = labels + rng.normal(0, 1.5, labels.shape)
+        return scores.ravel(), labels.ravel(), np.repeat(np.arange(prompts), 8)
+
+    small, large = sample(50), sample(800)
+    assert within_prompt_auroc_standard_error(*large) < within_prompt_auroc_standard_error(*small) / 2
+    assert 0.6 < within_prompt_auroc(*large) < 0.9
+
+
+def test_chosen_verdicts_take_the_first_highest_score():
+    scores = np.array([[0.2, 0.9, 0.9], [0.5, 0.1, 0.7]])
+    labels = np.array([[0, 1, 0], [1, 0, 0]])
+    assert chosen_verdicts(scores, labels, 3).tolist() == [1.0, 0.0]
+    assert chosen_verdicts(scores, labels, 2).tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("tag", TASKS)
+def test_validation_holds_enough_groups_to_choose(tag):
+    training_groups = len(_split(tag)[1])
+    validation, train = _verifier_split(tag)
+    if training_groups >= 2 * MIN_VALIDATION_GROUPS:
+        assert len(validation) >= MIN_VALIDATION_GROUPS and len(train) >= MIN_VALIDATION_GROUPS
+    assert len(validation) + len(train) == training_groups
