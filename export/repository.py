@@ -19,6 +19,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from vhs import protocol as P
 from vhs.modes import MODES
+from vhs.prompting import render_question_chat, save_question_chat
 from vhs.runtime.manifest import LLM_TOKENIZER_DIR, MANIFEST_FILE, TEXT_TOKENIZER_DIR
 
 from .backends import Backend
@@ -233,3 +234,7 @@ def write_repository(
     (orchestrator / "1" / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     for folder_name in (TEXT_TOKENIZER_DIR, LLM_TOKENIZER_DIR):
         tokenizers[folder_name].save_pretrained(orchestrator / "1" / folder_name)
+    # The runtime reads the tokenizers with `tokenizers` alone: the chat template is rendered here.
+    save_question_chat(
+        orchestrator / "1" / LLM_TOKENIZER_DIR, render_question_chat(tokenizers[LLM_TOKENIZER_DIR])
+    )

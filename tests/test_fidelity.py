@@ -86,7 +86,7 @@ def tokenizers(tmp_path_factory):
     text.save_pretrained(folder / "text")
     llm.save_pretrained(folder / "llm")
     reference = PromptTokenizer(text, llm, 32, 96)
-    save_question_chat(folder / "llm", reference)
+    save_question_chat(folder / "llm", reference.question_chat)
     fast = PromptTokenizer(
         FastTokenizer.from_folder(folder / "text"),
         FastTokenizer.from_folder(folder / "llm"),

@@ -174,11 +174,7 @@ class PromptTokenizer:
         )
 
     def _render_question(self) -> str:
-        """The question as one user turn of the LLM tokenizer's chat template, with the generation
-        prompt; it still holds `<image>` and PROMPT_SLOT."""
-        return self.llm_tokenizer.apply_chat_template(
-            [{"role": "user", "content": VERIFIER_QUESTION}], tokenize=False, add_generation_prompt=True
-        )
+        return render_question_chat(self.llm_tokenizer)
 
     def _single_token_id(self, word: str) -> int:
         ids = self.llm_tokenizer(word, add_special_tokens=False).input_ids
@@ -256,13 +252,28 @@ class FastTokenizer:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
 
-def save_question_chat(folder: str | Path, prompt_tokenizer: PromptTokenizer) -> Path:
-    """Write the rendered verifier question of `prompt_tokenizer` to `folder/QUESTION_CHAT_FILE`."""
+def render_question_chat(llm_tokenizer: PreTrainedTokenizerBase) -> str:
+    """The verifier question as one user turn of `llm_tokenizer`'s chat template (transformers), with
+    the generation prompt; it still holds `<image>` and PROMPT_SLOT."""
+    return llm_tokenizer.apply_chat_template(
+        [{"role": "user", "content": VERIFIER_QUESTION}], tokenize=False, add_generation_prompt=True
+    )
+
+
+def save_question_chat(folder: str | Path, question_chat: str) -> Path:
+    """Write a rendered verifier question (`render_question_chat`) to `folder/QUESTION_CHAT_FILE`."""
     path = Path(folder) / QUESTION_CHAT_FILE
-    path.write_text(json.dumps({"question_chat": prompt_tokenizer.question_chat}, indent=2) + "\n")
+    path.write_text(json.dumps({"question_chat": question_chat}, indent=2) + "\n")
     return path
 
 
 def load_question_chat(folder: str | Path) -> str:
-    """The rendered verifier question saved by `save_question_chat` in `folder`."""
-    return json.loads((Path(folder) / QUESTION_CHAT_FILE).read_text())["question_chat"]
+    """The rendered verifier question saved by `save_question_chat` in `folder`; ValueError naming the
+    file when it is missing (a repository exported before the file existed: re-export it)."""
+    path = Path(folder) / QUESTION_CHAT_FILE
+    try:
+        return json.loads(path.read_text())["question_chat"]
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(
+            f"cannot read the verifier question {path} ({error}): re-export the repository"
+        ) from None

@@ -29,7 +29,7 @@ from ..best_of_n import BestOfN, GenerationOutput, Steps, run_steps, run_steps_a
 from ..errors import EngineError, InvalidRequest
 from ..modes import adopt_table_entries
 from ..preset_config import PresetConfig
-from ..prompting import MAX_PROMPT_BYTES, PromptTokenizer
+from ..prompting import MAX_PROMPT_BYTES, FastTokenizer, PromptTokenizer, load_question_chat
 from ..request import GenerationRequest, parse_request
 from .availability import engine_unavailable
 from .budget import BudgetPlanner
@@ -199,15 +199,15 @@ def load_orchestrator(model_dir: Path, pb_utils: Any) -> Orchestrator:
 
 
 def load_prompt_tokenizer(model_dir: Path, config: PresetConfig) -> PromptTokenizer:
-    """The prompt and question tokenizers saved beside the manifest in the `vhs` model's `model_dir`."""
-    from transformers import AutoTokenizer
-
+    """The prompt and question tokenizers saved beside the manifest in the `vhs` model's `model_dir`,
+    read with `tokenizers` alone (the chat template was rendered by the exporter)."""
     return PromptTokenizer(
-        AutoTokenizer.from_pretrained(model_dir / TEXT_TOKENIZER_DIR),
-        AutoTokenizer.from_pretrained(model_dir / LLM_TOKENIZER_DIR),
+        FastTokenizer.from_folder(model_dir / TEXT_TOKENIZER_DIR),
+        FastTokenizer.from_folder(model_dir / LLM_TOKENIZER_DIR),
         config.text_max_length,
         config.question_max_length,
         config.complex_human_instruction,
+        question_chat=load_question_chat(model_dir / LLM_TOKENIZER_DIR),
     )
 
 
