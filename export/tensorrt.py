@@ -5,12 +5,11 @@ that downloads the real wheel), so the build itself is import-guarded; everythin
 is built -- precision per engine, the fp32 layers of an fp16 build, optimisation profiles from the
 real batch sizes, timing cache, builder optimisation level -- is plain data made and tested anywhere.
 
-Precision per engine:
-- `vae_decoder` is always fp32, as NVIDIA's own diffusion demo keeps the VAE;
-- elsewhere `--precision fp16|bf16` builds with *obeyed* precision constraints, and the layers whose
-  numbers do not survive fp16 stay fp32: the nodes holding constants fp16 cannot represent (Sana's
-  `+ 1e-15` epsilons round to 0 and 0/0 gives NaN) with the node that consumes them, and the
-  mean-of-squares statistics of the RMS norms (a sum over thousands of channels overflows fp16).
+Precision per engine and per node: the policy of `export/precision.py` -- the VAE fp32, the text
+encoder fp32 for fp16 (bf16 for bf16), elsewhere the weight GEMMs in the requested precision and
+every other layer pinned to fp32 (*obeyed* precision constraints): linear-attention products and
+sums, softmax, norms, residual adds, epsilons, and the weight GEMMs the example inputs bring near
+fp16's range.
 
 Every plan is compared with ONNX Runtime on the exporter's example inputs before it is written to
 the repository (`check_plan_accuracy`).
@@ -25,18 +24,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from vhs.engine_names import TEXT_ENCODER, VAE_DECODER
+from vhs.engine_names import TEXT_ENCODER
 from vhs.modes import DEFAULT_MODE, MODES
 
-PRECISIONS = ("fp32", "fp16", "bf16")
-FP32_ENGINES = (VAE_DECODER,)
+from .precision import PRECISIONS, engine_precision  # noqa: F401  (PRECISIONS: the command line's choices)
+from .precision import fp32_nodes as policy_fp32_nodes
+
 # In the default mode (vhs) the prompt is encoded once and only the winner finishes, the others run
 # once per candidate: the optimisation profile is tuned for the batch each engine really sees.
 ONCE_PER_REQUEST = (TEXT_ENCODER, *MODES[DEFAULT_MODE].stages_for_the_winner)
-FP16_SMALLEST_NORMAL = 2.0**-14  # below this fp16 flushes or loses all precision
-FP16_LARGEST = 65504.0
-FP32_STATISTICS_OPS = ("ReduceMean", "Pow")
-SMALL_CONSTANT_SIZE = 16
 ONNX_LAYER_METADATA = "[ONNX Layer: "
 DEFAULT_BUILDER_OPTIMIZATION_LEVEL = 3  # TensorRT's own default; 5 searches longest
 # Plan vs ONNX Runtime on the example inputs (max |error| <= atol + rtol * |expected|).
@@ -53,10 +49,9 @@ def require_tensorrt() -> str:
         import tensorrt
     except Exception as error:  # the PyPI stub fails with OSError/ImportError on missing libraries
         raise TensorRTUnavailable(
-            f"--trt needs TensorRT on a GPU host ({type(error).__name__}: {error}); use the serving "
-            "image (deploy/Dockerfile: `make repo-gpu` inside it) or install the TensorRT of your Triton "
-            "release from NVIDIA's index (pip install --extra-index-url https://pypi.nvidia.com "
-            "tensorrt-cu12==10.5.0)"
+            f"--trt needs TensorRT on a GPU host ({type(error).__name__}: {error}); use the export "
+            "image (deploy/Dockerfile.export: NGC TensorRT 25.11, the TensorRT of the serving image's "
+            "Triton 25.11)"
         ) from None
     return tensorrt.__version__
 
@@ -71,13 +66,6 @@ class PlanRecipe:
     fp32_nodes: tuple[str, ...]  # ONNX node names whose layers stay fp32 (empty for fp32 plans)
     timing_cache: Path
     builder_optimization_level: int
-
-
-def engine_precision(engine: str, requested: str) -> str:
-    """The precision `engine` is built in when `requested` is asked for (the VAE stays fp32)."""
-    if requested not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
-    return "fp32" if engine in FP32_ENGINES else requested
 
 
 def opt_batch(engine: str, default_candidates: int) -> int:
@@ -110,41 +98,9 @@ def optimization_profile(
     return profile
 
 
-def fp32_nodes(model: onnx.ModelProto) -> list[str]:
-    """Names of the nodes an fp16 build must keep in fp32 (see the module docstring), in graph order."""
-    # Small constants only (weights may live in external data, which is not loaded here).
-    constants = {
-        i.name: onnx.numpy_helper.to_array(i)
-        for i in model.graph.initializer
-        if int(np.prod(i.dims)) <= SMALL_CONSTANT_SIZE and i.data_location != onnx.TensorProto.EXTERNAL
-    }
-    for node in model.graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            constants[node.output[0]] = onnx.numpy_helper.to_array(node.attribute[0].t)
-    unrepresentable = {name for name, value in constants.items() if _outside_fp16(value)}
-    keep = set()
-    for node in model.graph.node:
-        if node.op_type in FP32_STATISTICS_OPS or unrepresentable & set(node.input):
-            keep.add(node.name)
-    # The consumer of an fp32 epsilon sum must read it in fp32 too, or it rounds to 0 on the way in.
-    epsilon_outputs = {
-        output
-        for node in model.graph.node
-        if unrepresentable & set(node.input) and node.op_type not in FP32_STATISTICS_OPS
-        for output in node.output
-    }
-    keep |= {node.name for node in model.graph.node if epsilon_outputs & set(node.input)}
-    return [node.name for node in model.graph.node if node.name in keep]
-
-
-def _outside_fp16(value: np.ndarray) -> bool:
-    """A small float constant (an epsilon, a mask fill) that fp16 cannot hold. Weight tensors always
-    hold some tiny values; TensorRT rounds those, which costs precision, not correctness."""
-    if not np.issubdtype(value.dtype, np.floating) or not 0 < value.size <= SMALL_CONSTANT_SIZE:
-        return False
-    magnitude = np.abs(value.astype(np.float64))
-    nonzero = magnitude[magnitude > 0]
-    return bool(nonzero.size and (nonzero.min() < FP16_SMALLEST_NORMAL or nonzero.max() > FP16_LARGEST))
+def fp32_nodes(model: onnx.ModelProto, ranges: dict[str, float] | None = None, precision: str = "fp16"):
+    """The ONNX nodes a reduced-precision plan pins to fp32 (export/precision.py's policy)."""
+    return policy_fp32_nodes(model, ranges, precision)
 
 
 def plan_recipe(
@@ -154,12 +110,15 @@ def plan_recipe(
     requested_precision: str,
     timing_cache: Path,
     builder_optimization_level: int = DEFAULT_BUILDER_OPTIMIZATION_LEVEL,
+    ranges: dict[str, float] | None = None,
 ) -> PlanRecipe:
-    """The recipe of one engine's plan."""
+    """The recipe of one engine's plan; `ranges`: the graph's activation ranges on the example inputs
+    (`precision.activation_ranges`), which keep the weight GEMMs near fp16's range in fp32."""
     precision = engine_precision(engine, requested_precision)
-    keep = (
-        () if precision == "fp32" else tuple(fp32_nodes(onnx.load(str(onnx_path), load_external_data=False)))
-    )
+    keep = ()
+    if precision != "fp32":
+        model = onnx.load(str(onnx_path), load_external_data=False)
+        keep = tuple(fp32_nodes(model, ranges, precision))
     return PlanRecipe(engine, precision, profile, keep, timing_cache, builder_optimization_level)
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import onnx
 
 SUPPORT_DIR = Path(__file__).resolve().parent / "tensorrt_support"
-TENSORRT_VERSION = "10.5"  # the TensorRT of the pinned serving container (deploy/Dockerfile)
+TENSORRT_VERSION = "10.14"  # the TensorRT of the pinned serving container (deploy/Dockerfile)
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class SupportTable:
 
 
 def load_support_table(version: str = TENSORRT_VERSION) -> SupportTable:
-    """The checked-in support table of TensorRT `version` (e.g. "10.5")."""
+    """The checked-in support table of TensorRT `version` (e.g. "10.14")."""
     data = json.loads((SUPPORT_DIR / f"tensorrt-{version}.json").read_text())
     return SupportTable(
         tensorrt_version=data["tensorrt_version"],

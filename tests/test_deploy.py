@@ -89,6 +89,8 @@ def test_the_container_runs_the_launcher_on_the_charts_ports(rendered, values):
     defaults = build_parser().parse_args(["--model-repository", "x"])
     assert (defaults.http_port, defaults.grpc_port, defaults.metrics_port) == (8000, 8001, 8002)
     assert args.model_repository == Path(f"/models/{values['preset']}/model_repository")
+    assert args.cuda_memory_pool_byte_size == values["cudaMemoryPoolBytes"]
+    assert args.ready_timeout == values["readyTimeoutSeconds"]
 
 
 def test_probes_use_triton_health_endpoints_and_outlast_the_launchers_wait(rendered, values):
@@ -98,20 +100,31 @@ def test_probes_use_triton_health_endpoints_and_outlast_the_launchers_wait(rende
     assert all(probe["httpGet"]["port"] == "http" for probe in probes.values())
     assert probes["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     startup = probes["startupProbe"]
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= values["readyTimeoutSeconds"]
+    # Longer than the wait it guards, so the launcher's timeout (which names the late model) fires first.
+    assert startup["periodSeconds"] * startup["failureThreshold"] > values["readyTimeoutSeconds"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert mounts == {"models": "/models", "shared-memory": "/dev/shm"}
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
 
 
-def test_the_init_container_builds_the_repository_the_server_reads(rendered, values):
+def test_the_init_container_runs_the_export_image_into_the_servers_folder(rendered, values):
     (init,) = rendered["Deployment"]["spec"]["template"]["spec"]["initContainers"]
+    assert init["image"] == f"{values['exportImage']['repository']}:{values['exportImage']['tag']}"
     script = shlex.split(init["args"][0])
     assert f"/models/{values['preset']}/manifest.json" in script
-    assert script[script.index("make") :][:4] == ["make", "-C", "/opt/vhs", "repo-gpu"]
-    assert f"GPU_PRECISION={values['gpuPrecision']}" in script
-    makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^repo-gpu:", makefile, re.MULTILINE)
+    assert "make" not in script, "the images have no make"
+    export = script[script.index("vhs-export") :]
+    option = {key: value for key, value in zip(export[1::2], export[2::2], strict=False)}
+    assert option["--output"] == f"/models/{values['preset']}"
+    assert option["--backend"] == "tensorrt_plan" and option["--precision"] == values["gpuPrecision"]
+    assert init["resources"] == values["exportResources"]
+    # One component group in memory at a time, up to four copies of it: Gemma-2-2B in fp32 is 10.4 GB.
+    assert _gibibytes(values["exportResources"]["limits"]["memory"]) * 2**30 >= 4 * 2.61e9 * 4
+
+
+def _gibibytes(quantity: str) -> float:
+    assert quantity.endswith("Gi"), quantity
+    return float(quantity[:-2])
 
 
 def test_prometheus_scrapes_the_metrics_port_and_the_hpa_scales_on_queue_time(rendered, values):
@@ -129,7 +142,7 @@ def test_prometheus_scrapes_the_metrics_port_and_the_hpa_scales_on_queue_time(re
     assert int(metric["pods"]["target"]["averageValue"]) == values["autoscaling"]["queueTimePerRequestUs"]
 
 
-def test_the_image_pins_the_triton_release_and_tensorrt_of_the_support_table():
+def test_the_image_pins_the_triton_release_and_tensorrt_of_the_support_table(values):
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     table = load_support_table()
     release = re.search(r"^ARG TRITON_RELEASE=(\S+)$", dockerfile, re.MULTILINE)[1]
@@ -137,4 +150,7 @@ def test_the_image_pins_the_triton_release_and_tensorrt_of_the_support_table():
     assert "FROM nvcr.io/nvidia/tritonserver:${TRITON_RELEASE}-py3" in dockerfile
     assert table.container == f"nvcr.io/nvidia/tritonserver:{release}-py3"
     assert table.tensorrt_version.startswith(tensorrt + ".")
-    assert "make repo-gpu" in dockerfile
+    assert values["image"]["tag"] == values["exportImage"]["tag"] == release
+    # Served as built: no make, no export, no download when the container starts.
+    command = dockerfile[dockerfile.index("\nCMD ") :]
+    assert "make" not in command and "vhs-export" not in command and "pip" not in command

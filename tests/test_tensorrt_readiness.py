@@ -27,8 +27,8 @@ def test_every_exported_graph_of_every_preset_is_tensorrt_ready(request, table, 
 
 
 def test_the_support_table_names_its_tensorrt_and_container(table):
-    assert table.tensorrt_version.startswith("10.5.")
-    assert table.container == "nvcr.io/nvidia/tritonserver:24.10-py3"
+    assert table.tensorrt_version.startswith("10.14.")
+    assert table.container == "nvcr.io/nvidia/tritonserver:25.11-py3"
     assert not table.operators["SplitToSequence"]["supported"]
     assert table.operators["ReduceMean"]["initializer_inputs"] == {"1": "axes"}
 
@@ -125,7 +125,7 @@ def test_the_check_names_each_rule_a_graph_breaks(table):
         [tensor("y", TensorProto.FLOAT, [2])],
     )
     assert check_tensorrt_readiness(unknown, table) == [
-        "node 'hard' (Hardmax): not in the TensorRT 10.5.0.18 support table"
+        "node 'hard' (Hardmax): not in the TensorRT 10.14.1.48 support table"
     ]
     double = single_node_model(
         helper.make_node("Relu", ["x"], ["y"], name="relu"),

@@ -34,12 +34,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ready-timeout", type=float, default=120.0, help="seconds")
     parser.add_argument("--model-control-mode", choices=MODEL_CONTROL_MODES, default="explicit")
     parser.add_argument(
+        "--cuda-memory-pool-byte-size",
+        type=int,
+        default=None,
+        help="bytes of GPU 0's CUDA memory pool (Triton's own default is 64 MiB): the engines' device "
+        "outputs handed between models live there (docs/gpu-deployment.md sizes it)",
+    )
+    parser.add_argument(
         "--poll-interval",
         type=float,
         default=DEFAULT_POLL_INTERVAL_S,
         help="seconds between health checks of the server and its models (0 = do not supervise)",
     )
     return parser
+
+
+def cuda_memory_pool_args(pool_bytes: int | None) -> list[str]:
+    """tritonserver's flag for GPU 0's CUDA memory pool; none when not asked for."""
+    if pool_bytes is None:
+        return []
+    if pool_bytes < 0:
+        raise SystemExit(f"vhs-serve: --cuda-memory-pool-byte-size must be >= 0, got {pool_bytes}")
+    return [f"--cuda-memory-pool-byte-size=0:{pool_bytes}"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ready_timeout_s=args.ready_timeout,
         model_control_mode=args.model_control_mode,
         admin_key=os.environ.get(ADMIN_KEY_ENV),
+        extra_args=cuda_memory_pool_args(args.cuda_memory_pool_byte_size),
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SystemExit runs the `with` exit: clean stop
     try:
