@@ -180,6 +180,11 @@ def orchestrator_config(image_shape: list[int], instances: int) -> mc.ModelConfi
     # Several instances let concurrent requests reach the engines together, where the dynamic
     # batcher merges their candidates.
     config.instance_group.append(mc.ModelInstanceGroup(count=instances, kind=mc.ModelInstanceGroup.KIND_CPU))
+    # One warm-up request (an empty PROMPT) per instance before the model is ready: the instance
+    # calibrates its BUDGET_MS latency model through the engines (Orchestrator.warm_up), so no
+    # client's budget request pays for a calibration.
+    warmup = config.model_warmup.add(name="calibrate_latency_model", batch_size=1, count=1)
+    warmup.inputs[P.PROMPT].CopyFrom(mc.ModelWarmup.Input(data_type=mc.TYPE_STRING, dims=[1], zero_data=True))
     return config
 
 

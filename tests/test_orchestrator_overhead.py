@@ -143,3 +143,74 @@ def test_the_tally_thread_sends_within_its_interval():
     tally.close()
     assert metrics["requests"].value == 3
     assert 0 < FLUSH_INTERVAL_S <= 1.0, "the metrics port lags the requests by about this much"
+
+
+# --- the warm-up calibrates the latency model (BUDGET_MS from the first request) ---------------------
+
+
+def test_the_warm_up_request_calibrates_every_served_mode_so_no_budget_request_pays(
+    tiny_pipeline, tiny_preset
+):
+    from test_orchestrator import FakeRequest, make_orchestrator, outputs_of, request_tensors
+
+    from vhs.modes import MODES
+    from vhs.protocol import NUM_CANDIDATES_USED
+
+    calls = []
+    orchestrator = make_orchestrator(tiny_pipeline, tiny_preset, calls)
+    orchestrator.warmup_requests = 1
+    model, max_n = orchestrator.budget.model, orchestrator.config.max_candidates
+    # Triton's warm-up sample: an empty PROMPT (zero data), no other input
+    warm = orchestrator.execute([FakeRequest(request_tensors(prompt=b""))])[0]
+    assert not warm.has_error() and orchestrator.warmup_requests == 0
+    for mode in orchestrator.config.modes:
+        assert model.is_calibrated(mode, max_n), mode
+    calls.clear()
+    for mode in orchestrator.config.modes:
+        request = FakeRequest(request_tensors(mode=mode.encode(), budget_ms=1e6))
+        assert outputs_of(orchestrator.execute([request])[0])[NUM_CANDIDATES_USED].tolist() == [max_n]
+    assert len(calls) == sum(len(MODES[mode].engines) for mode in orchestrator.config.modes), (
+        "no budget request calibrated"
+    )
+    # a client's empty PROMPT after the warm-up is a client's mistake again
+    refused = orchestrator.execute([FakeRequest(request_tensors(prompt=b""))])[0]
+    assert refused.error().code() == "INVALID_ARG"
+
+
+def test_the_warm_up_waits_for_engines_that_are_still_loading(tiny_pipeline, tiny_preset):
+    from test_orchestrator import FakeRequest, make_orchestrator, request_tensors
+
+    from vhs.errors import EngineError
+
+    orchestrator = make_orchestrator(tiny_pipeline, tiny_preset, [])
+    bls, refusals = orchestrator.engines, []
+
+    def loading_for_three_calls(engine, **inputs):
+        if len(refusals) < 3:
+            refusals.append(engine)
+            raise EngineError(f"engine model '{engine}' is unavailable: model is not ready", True)
+        return bls(engine, **inputs)
+
+    orchestrator.engines = loading_for_three_calls
+    orchestrator.warmup_requests = 1
+    orchestrator.execute([FakeRequest(request_tensors(prompt=b""))])
+    assert len(refusals) == 3
+    assert orchestrator.budget.model.is_calibrated("vhs", orchestrator.config.max_candidates)
+
+
+def test_an_engine_that_never_loads_leaves_the_instance_uncalibrated_not_failed(tiny_pipeline, tiny_preset):
+    from test_orchestrator import make_orchestrator, outputs_of
+
+    from vhs.errors import EngineError
+
+    orchestrator = make_orchestrator(tiny_pipeline, tiny_preset, [])
+
+    def never_loads(engine, **inputs):
+        raise EngineError(f"engine model '{engine}' is unavailable: model is not ready", True)
+
+    orchestrator.engines = never_loads
+    started = time.monotonic()
+    response = orchestrator.warm_up(engines_timeout_s=0.3)
+    assert time.monotonic() - started < 10
+    assert outputs_of(response)["IMAGE"].shape == (32, 32, 3), "Triton's warm-up gets a valid answer"
+    assert not orchestrator.budget.model.is_calibrated("vhs", orchestrator.config.max_candidates)

@@ -96,3 +96,25 @@ def test_validation_holds_enough_groups_to_choose(tag):
     if training_groups >= 2 * MIN_VALIDATION_GROUPS:
         assert len(validation) >= MIN_VALIDATION_GROUPS and len(train) >= MIN_VALIDATION_GROUPS
     assert len(validation) + len(train) == training_groups
+
+
+def test_prompt_attributes_tell_apart_prompts_that_share_their_words():
+    from vhs.train.readability import prompt_attributes
+
+    first = prompt_attributes("a photo of a red circle and a green square")
+    swapped = prompt_attributes("a photo of a green circle and a red square")
+    assert first.shape == swapped.shape and not np.array_equal(first, swapped)
+    left = prompt_attributes("a photo of a circle left of a square")
+    right = prompt_attributes("a photo of a circle right of a square")
+    assert not np.array_equal(left, right)
+
+
+def test_probe_tokens_keep_every_pixel_and_latent():
+    from vhs.train.readability import PATCH, as_tokens
+
+    images = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    tokens = as_tokens(images)
+    assert tokens.shape == (2, (64 // PATCH) ** 2, PATCH * PATCH * 3)
+    assert tokens[1, 0, :3].tolist() == (images[1, 0, 0] / 255).astype(np.float32).tolist()
+    latents = np.random.default_rng(0).normal(size=(2, 8, 4, 4)).astype(np.float16)
+    assert torch.equal(as_tokens(latents)[0, 5], torch.from_numpy(latents[0, :, 1, 1]).float())

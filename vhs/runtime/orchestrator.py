@@ -15,10 +15,12 @@ the process and sent by a thread (vhs/runtime/metrics.py).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,12 @@ from .engine_guard import bls_parameters
 from .manifest import LLM_TOKENIZER_DIR, MANIFEST_FILE, TEXT_TOKENIZER_DIR, load_manifest, verify_engine_files
 from .metrics import FLUSH_INTERVAL_S, OrchestratorMetrics
 
+# The warm-up requests' prompt (Triton's warm-up sends an empty PROMPT): any valid prompt costs the
+# same, the graphs' shapes are fixed.
+WARMUP_PROMPT = "a photo of a red circle"
+ENGINES_READY_TIMEOUT_S = 120.0
+ENGINES_READY_POLL_S = 0.1
+
 
 @dataclass
 class Orchestrator:
@@ -58,6 +66,9 @@ class Orchestrator:
     metrics: OrchestratorMetrics | None = None  # the custom metrics on Triton's metrics port
     budget: BudgetPlanner | None = None  # BUDGET_MS (vhs/runtime/budget.py); made from best_of_n if None
     cancel_poll_s: float = CANCEL_POLL_S  # is_cancelled() at most once per this many seconds of a request
+    # Triton's warm-up requests this instance has still to answer (its config's model_warmup): they
+    # come before any client's, and each calibrates the latency model (`warm_up`).
+    warmup_requests: int = 0
 
     def __post_init__(self):
         if self.budget is None:
@@ -68,6 +79,10 @@ class Orchestrator:
         """One response per request, in order; a failed request gets an error response."""
         responses = []
         for request in requests:
+            if self.warmup_requests > 0:
+                self.warmup_requests -= 1
+                responses.append(self.warm_up())
+                continue
             try:
                 generation, steps = self.steps(request)
                 responses.append(self.respond(generation, run_steps(steps, self.engines)))
@@ -86,6 +101,37 @@ class Orchestrator:
                 return self.fail(error)
 
         return list(await asyncio.gather(*(respond(request) for request in requests)))
+
+    def warm_up(self, engines_timeout_s: float = ENGINES_READY_TIMEOUT_S) -> Any:
+        """Answer one of Triton's warm-up requests (the model is not ready yet, no client waits):
+        calibrate the latency model of every served mode through the engines (vhs/runtime/budget.py),
+        so that no budget request pays for a calibration, and make each engine's first BLS calls (the
+        slow ones) here rather than in a client's request. Triton loads the models side by side, so
+        an engine still loading is waited for, up to `engines_timeout_s`; if one never comes, the
+        instance loads uncalibrated (its first budget request of a mode calibrates it, as without
+        a warm-up) and the failure is left to the engine's own load."""
+        generation = parse_request(self.config, self.prompt_tokenizer, WARMUP_PROMPT)
+        try:
+            deadline = time.monotonic() + engines_timeout_s
+            for mode in self.config.modes:
+                probe = dataclasses.replace(generation, mode=mode)
+                run_steps(self.best_of_n.steps(probe), partial(self._once_ready, deadline))
+                self.budget.calibrate(probe, self.engines)
+            output = run_steps(self.best_of_n.steps(generation), self.engines)
+        except EngineError:
+            output = GenerationOutput(np.zeros(self.image_shape, np.uint8), np.zeros(0, np.float32), 0)
+        return self.write_response(generation, output)
+
+    def _once_ready(self, deadline: float, engine: str, **inputs) -> dict[str, Any]:
+        """`self.engines(engine, **inputs)`, retried while the engine is unavailable (still loading)
+        until `deadline` (time.monotonic())."""
+        while True:
+            try:
+                return self.engines(engine, **inputs)
+            except EngineError as error:
+                if not error.unavailable or time.monotonic() > deadline:
+                    raise
+                time.sleep(ENGINES_READY_POLL_S)
 
     def steps(self, request: Any) -> tuple[GenerationRequest, Steps]:
         """One Triton request, validated (raises InvalidRequest), and its engine calls; the calls raise
@@ -175,8 +221,10 @@ class Orchestrator:
         return values[0]
 
 
-def load_orchestrator(model_dir: Path, pb_utils: Any) -> Orchestrator:
-    """The orchestrator of the `vhs` model's version folder `model_dir` (manifest + tokenizers).
+def load_orchestrator(model_dir: Path, pb_utils: Any, warmup_requests: int = 0) -> Orchestrator:
+    """The orchestrator of the `vhs` model's version folder `model_dir` (manifest + tokenizers);
+    `warmup_requests`: how many warm-up requests Triton sends this instance (its config's
+    model_warmup, `engine_guard.warmup_request_count`), each answered by `Orchestrator.warm_up`.
 
     Raises ManifestError when the manifest is unreadable or the engine graphs beside it are not the
     ones it describes.
@@ -195,6 +243,7 @@ def load_orchestrator(model_dir: Path, pb_utils: Any) -> Orchestrator:
         engines=BLSEngineRunner(pb_utils, manifest["engines"], on_gpu=manifest["device"] == "gpu"),
         image_shape=tuple(manifest["image_shape"]),
         metrics=OrchestratorMetrics(pb_utils, FLUSH_INTERVAL_S),
+        warmup_requests=warmup_requests,
     )
 
 

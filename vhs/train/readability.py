@@ -17,6 +17,7 @@ minus Best-of-1 on validation (with its paired standard error). These numbers sa
 of this generator can carry the product's claim, whatever LLM reads it.
 
     python -m vhs.train.readability --out build/train/readability.json
+    python -m vhs.train.readability --representations hidden_states_l7 --train-prompts 1600   # 25.6K
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ from .verifier_metrics import (
 # --- config ---------------------------------------------------------------------------------------
 SEED = 0
 REPRESENTATIONS = (*(f"hidden_states_l{b}" for b in READ_BLOCKS), "denoised_latents", "images")
-PROBE_WIDTH, PROBE_STEPS, PROBE_LR, PROBE_BATCH_PROMPTS = 128, 3000, 1e-3, 16
-MAP_WIDTH, MAP_STEPS, MAP_LR, MAP_BATCH = 256, 3000, 1e-3, 256
+PROBE_WIDTH, PROBE_STEPS, PROBE_LR, PROBE_BATCH_PROMPTS = 128, 1500, 1e-3, 16
+MAP_WIDTH, MAP_STEPS, MAP_LR, MAP_BATCH = 256, 1500, 1e-3, 256
 PATCH = 8  # pixels become (64 / PATCH)^2 tokens of PATCH x PATCH x 3 values
 NUM_CANDIDATES = 4
 # ---------------------------------------------------------------------------------------------------
@@ -67,6 +68,11 @@ def as_tokens(features: np.ndarray) -> torch.Tensor:
     if features.ndim == 4:
         return torch.from_numpy(features).float().flatten(2).transpose(1, 2)
     return torch.from_numpy(features).float()
+
+
+def per_prompt_of(arrays: dict[str, np.ndarray]) -> int:
+    """Candidates per prompt of a split (every prompt has as many, in order)."""
+    return int(np.bincount(arrays["prompt_index"])[0])
 
 
 def prompt_attributes(text: str) -> np.ndarray:
@@ -169,7 +175,7 @@ def judged_decodings(predicted: torch.Tensor, latent_shape, prompts: list[str], 
 
 def selection_summary(scores: np.ndarray, passed: np.ndarray, prompt_index: np.ndarray, tags) -> dict:
     """Within-prompt AUROC (+- bootstrap SE) and Best-of-NUM_CANDIDATES minus Best-of-1 (+- paired SE)."""
-    per_prompt = int(np.bincount(prompt_index)[0])
+    per_prompt = per_prompt_of({"prompt_index": prompt_index})
     by_prompt, verdicts = scores.reshape(-1, per_prompt), passed.reshape(-1, per_prompt)
     first = np.tile(np.arange(per_prompt) < NUM_CANDIDATES, len(by_prompt))
     gain, gain_se = overall_difference(
@@ -191,12 +197,17 @@ def main() -> None:
     )
     parser.add_argument("--representations", nargs="+", default=REPRESENTATIONS)
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    parser.add_argument("--train-prompts", type=int, help="train on the first prompts only (data scaling)")
     parser.add_argument("--out", type=Path, default=Path("build/train/readability.json"))
     args = parser.parse_args()
     keys = ("passed", "prompt_index", "denoised_latents")
     train, train_record = load_split("train", keys, args.data_dir)
+    train_rows = (
+        slice(None) if args.train_prompts is None else slice(0, args.train_prompts * per_prompt_of(train))
+    )
+    train = {key: value[train_rows] for key, value in train.items()}
     validation, validation_record = load_split("validation", keys, args.data_dir)
-    per_prompt = int(np.bincount(train["prompt_index"])[0])
+    per_prompt = per_prompt_of(train)
     latent_shape = train["denoised_latents"].shape[1:]
     validation_tags = [p["tag"] for p in validation_record["prompts"]]
     prompts = [p["text"] for p in validation_record["prompts"]]
@@ -216,11 +227,11 @@ def main() -> None:
 
     result = {}
     for name in args.representations:
-        train_tokens = as_tokens(load_split("train", (name,), args.data_dir)[0][name])
+        train_tokens = as_tokens(load_split("train", (name,), args.data_dir)[0][name][train_rows])
         validation_tokens = as_tokens(load_split("validation", (name,), args.data_dir)[0][name])
         probe = train_probe(train_tokens, train_attributes, torch.from_numpy(train["passed"]), per_prompt)
         scores = in_chunks(probe, validation_tokens, validation_attributes).numpy()
-        result[name] = {"probe": summarise(scores)}
+        result[name] = {"train_candidates": len(train_tokens), "probe": summarise(scores)}
         if name.startswith("hidden_states_l"):
             predicted = in_chunks(train_token_map(train_tokens, train_latents), validation_tokens)
             verdicts = judged_decodings(predicted, latent_shape, prompts, validation["prompt_index"])
