@@ -15,7 +15,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e ".[dev]"
+	$(VENV)/bin/pip install -q -e ".[all,dev]"
 	touch $@
 
 test: setup
@@ -40,7 +40,7 @@ $(EXPORT)/manifest.json: $(VENV)/.installed $(SOURCES)
 
 # The main job: real Triton server, one prompt in `vhs` and `clip` mode, images + timing table.
 demo: export
-	$(PYTHON) -m client.demo --model-repository $(REPO) --output out/demo --build-dir $(BUILD)/triton
+	$(PYTHON) -m vhs.client.demo --model-repository $(REPO) --output out/demo --build-dir $(BUILD)/triton
 
 # The served path measured (benchmarks/bench.py): perf_analyzer for every mode x N {1,2,4,8} x
 # concurrency {1,2,4,8} with the shipped prompts, the stage split, FLOPs and memory per engine, the
@@ -50,18 +50,18 @@ demo: export
 BENCH_PRESETS ?= shapes $(if $(wildcard vhs/presets/proportions.py),proportions)
 bench: setup
 	for preset in $(BENCH_PRESETS); do $(MAKE) export PRESET=$$preset || exit 1; done
-	$(PYTHON) -m benchmarks.bench --presets $(BENCH_PRESETS) --build $(BUILD) \
+	$(PYTHON) -m vhs.benchmarks.bench --presets $(BENCH_PRESETS) --build $(BUILD) \
 		--output out/bench
 
 # The same on a reduced grid, for $(PRESET) only (N {1,4} x concurrency {1,4}, shorter
 # windows): < 5 min after the export, proves the harness.
 bench-quick: export
-	$(PYTHON) -m benchmarks.bench --quick --presets $(PRESET) --build $(BUILD) --output out/bench/quick
+	$(PYTHON) -m vhs.benchmarks.bench --quick --presets $(PRESET) --build $(BUILD) --output out/bench/quick
 
 # BUDGET_MS through the real server at concurrency 1 (vhs and clip, 200 requests each): the N the
 # budgets chose and the share of requests within their budget; CSV in out/served-budget.
 bench-served-budget: export
-	$(PYTHON) -m benchmarks.served_budget --model-repository $(REPO) --output out/served-budget \
+	$(PYTHON) -m vhs.benchmarks.served_budget --model-repository $(REPO) --output out/served-budget \
 		--build-dir $(BUILD)/triton
 
 # Inside the serving image (deploy/Dockerfile) on a GPU host: the GPU model repository of $(PRESET)
@@ -76,7 +76,7 @@ repo-gpu:
 # Load and fault figures of the served path (docs/operations.md): steady load, kill -9 of engine stubs
 # under load, an overload burst, abandoned requests, hostile inputs, memory; loopback only, ~2 min.
 bench-load: export
-	$(PYTHON) -m benchmarks.load --model-repository $(REPO) --build-dir $(BUILD)/triton
+	$(PYTHON) -m vhs.benchmarks.load --model-repository $(REPO) --build-dir $(BUILD)/triton
 
 # Serve the exported model repository on 127.0.0.1 (gRPC 8001, HTTP 8000, metrics 8002) until Ctrl-C,
 # supervised (a dead model is reloaded); admin APIs need the key in $$VHS_ADMIN_KEY (docs/operations.md).
@@ -122,7 +122,7 @@ sample-grid: setup
 # Per-candidate FLOPs of every engine and the per-request FLOP ratios of the modes: published models
 # vs $(PRESET) (`make flops PRESET=proportions` for the benchmark preset).
 flops: setup
-	$(PYTHON) benchmarks/flops.py $(PRESET)
+	$(PYTHON) -m vhs.benchmarks.flops $(PRESET)
 
 # --- the `shapes` verifiers (issue 14) ----------------------------------------------------------
 .PHONY: verifier-data train-verifier verifier-study eval-verifiers bench-budget
@@ -162,5 +162,5 @@ eval-verifiers: setup
 # The paper's matched-budget table through the served path (CLIP Best-of-2/4/6 request times as the
 # budgets), scores from make eval-verifiers; table, CSV and plot in out/budget.
 bench-budget: export
-	$(PYTHON) -m benchmarks.budget --model-repository $(REPO) --scores $(BUILD)/eval-verifiers/evaluation.json \
+	$(PYTHON) -m vhs.benchmarks.budget --model-repository $(REPO) --scores $(BUILD)/eval-verifiers/evaluation.json \
 		--output out/budget --build-dir $(BUILD)/triton

@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from client.vhs_client import VHSClient
 from vhs import protocol as P
+from vhs.client.vhs_client import VHSClient
 from vhs.launcher.server import TritonServer
 from vhs.modes import GENERATION_CHAIN, MODES
 from vhs.runtime.manifest import MANIFEST_FILE, artifact_bytes, load_manifest
@@ -165,7 +165,7 @@ def perf_cell(
 
 def bench_preset(preset: str, repository: Path, grid: Grid, folder: Path, build_dir: Path) -> PresetFigures:
     """Every measurement of one preset; writes its CSVs under `folder` and returns the figures."""
-    from benchmarks.flops import engine_flops
+    from vhs.benchmarks.flops import engine_flops
     from vhs.presets import load_preset
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""The tables, CSVs and plots of `make bench` from what `benchmarks.bench` measured on one preset.
+"""The tables, CSVs and plots of `make bench` from what `vhs.benchmarks.bench` measured on one preset.
 
     write_preset_csvs(figures, folder)     perf.csv, stage_split.csv, latency.csv, memory.csv, ...
     write_report(results, output, machine) bench.md (every table), paper_table.csv, ratios.csv, plots
@@ -59,7 +59,7 @@ class Grid:
 class PresetFigures:
     """Everything measured on one preset.
 
-    mode_memory: {mode: {"memory_mib", "stubs_peak_rss_mib"}} (benchmarks.bench.measure_mode_memory).
+    mode_memory: {mode: {"memory_mib", "stubs_peak_rss_mib"}} (vhs.benchmarks.bench.measure_mode_memory).
     latency: {("served <mode>" | "in-process <mode>", N): median ms}.
     cells: one dict per perf_analyzer run: mode, num_candidates, stable, row (its CSV row),
         composing ({engine: stats}).
@@ -82,7 +82,7 @@ class PresetFigures:
 def write_preset_csvs(figures: PresetFigures, folder: Path) -> None:
     """perf.csv, stage_split.csv, engine_compute.csv, latency.csv, mode_memory.csv, memory.csv,
     flops.csv, request_flops.csv and run.json (preset, seconds, grid) of one preset."""
-    from benchmarks.flops import request_flops
+    from vhs.benchmarks.flops import request_flops
 
     cells = figures.cells
     write_csv(
@@ -158,7 +158,7 @@ def write_preset_csvs(figures: PresetFigures, folder: Path) -> None:
 
 def read_preset_figures(folder: Path) -> PresetFigures:
     """The figures `write_preset_csvs` wrote to `folder` (with each perf cell's kept stdout), so the
-    report can be written again without measuring again (`python -m benchmarks.bench --report-only`)."""
+    report can be written again without measuring again (`python -m vhs.benchmarks.bench --report-only`)."""
     run = json.loads((folder / RUN_FILE).read_text())
     grid = Grid(**{key: tuple(v) if isinstance(v, list) else v for key, v in run["grid"].items()})
     engine_compute = {}  # {(mode, n, concurrency): {engine: us}}; absent in a run from before it
@@ -219,7 +219,7 @@ def split_at(figures: PresetFigures, mode: str, n: int, concurrency: int) -> lis
 
 def preset_tables(figures: PresetFigures) -> tuple[list[dict], list[Ratio]]:
     """(the paper's table rows, the ratios) of one preset at N = PAPER_N."""
-    from benchmarks.flops import request_flops
+    from vhs.benchmarks.flops import request_flops
 
     preset, latency, flops = figures.preset, figures.latency, figures.flops
     modes = figures.grid.modes
@@ -353,7 +353,7 @@ def memory_markdown(figures: PresetFigures) -> str:
 
 def flops_markdown(figures: PresetFigures) -> str:
     """MFLOP per row of each engine and per request of each mode at N = PAPER_N."""
-    from benchmarks.flops import request_flops
+    from vhs.benchmarks.flops import request_flops
 
     flops = figures.flops
     rows = [[engine, f"{value / 1e6:,.2f}"] for engine, value in flops.items()]

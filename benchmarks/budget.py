@@ -1,13 +1,13 @@
 """The paper's main table: verifiers compared at matched time budgets, through the served path.
 
 One run on the real Triton server measures the median request time of every verifier mode at every
-N (interleaved, `benchmarks.latency.measure`). The budgets are the CLIP verifier's Best-of-2, -4 and
+N (interleaved, `vhs.benchmarks.latency.measure`). The budgets are the CLIP verifier's Best-of-2, -4 and
 -6 request times; for each, the largest N whose VHS (and AE-latent) request fits, and the Best-of-N
 GenEval score of each at its N, from `make eval-verifiers` (the evaluation split; candidate i of a
 prompt is the served one, so those are the scores the server would return). Writes a Markdown
 table, a CSV and a plot of score against request time per verifier.
 
-    python -m benchmarks.budget --model-repository build/shapes/model_repository \\
+    python -m vhs.benchmarks.budget --model-repository build/shapes/model_repository \\
         --scores build/eval-verifiers/scores.json
 """
 
@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from client.vhs_client import VHSClient
+from vhs.client.vhs_client import VHSClient
 from vhs.launcher.server import TritonServer
 
 from .latency import measure

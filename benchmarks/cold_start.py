@@ -1,7 +1,7 @@
 """First requests after a start against warm ones (docs/performance.md, "Cold start").
 
-    .venv/bin/python -m benchmarks.cold_start --model-repository build/shapes/model_repository
-    .venv/bin/python -m benchmarks.cold_start --model-repository ... --without-warmup   # before
+    .venv/bin/python -m vhs.benchmarks.cold_start --model-repository build/shapes/model_repository
+    .venv/bin/python -m vhs.benchmarks.cold_start --model-repository ... --without-warmup   # before
 
 Starts the real server `--starts` times on a repository; after each start it sends `--requests`
 requests one after the other (vhs mode, N = 4, a new seed each) and records their round trips. Prints,
@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from client.vhs_client import VHSClient
+from vhs.client.vhs_client import VHSClient
 from vhs.launcher.server import TritonServer
 
 from .variants import variant, without_warmup

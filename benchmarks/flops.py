@@ -207,8 +207,8 @@ def _dit_flops(transformer: SanaTransformer2DModel, text_tokens: int) -> dict[st
 
 def preset_compute(preset) -> Compute:
     """The served engines of a loaded preset (all modes), fed batch 1 as a request feeds them."""
-    from export.graphs import ExampleChain
     from vhs.engines import build_engines
+    from vhs.export.graphs import ExampleChain
 
     engines = build_engines(preset)
     chain = ExampleChain(preset, batch=1)

@@ -5,8 +5,8 @@ passes to a plain `perf_analyzer` against `make serve` or an NGC container; `mak
 the other modes and N from it (`variant`). BYTES inputs such as PROMPT cannot be random, so
 perf_analyzer needs such a file; it cycles through the entries, one per request.
 
-    python -m benchmarks.input_data                      # rewrite the shipped file
-    python -m benchmarks.input_data --mode clip -n 8 > input_clip_8.json
+    python -m vhs.benchmarks.input_data                      # rewrite the shipped file
+    python -m vhs.benchmarks.input_data --mode clip -n 8 > input_clip_8.json
 """
 
 from __future__ import annotations

@@ -33,10 +33,10 @@ import tritonclient.grpc
 import tritonclient.http
 from tritonclient.utils import InferenceServerException
 
-from client.retry import NO_RETRY
-from client.vhs_client import AsyncVHSClient, VHSClient, VHSRequestError
-from export.repository import ORCHESTRATOR_MAX_QUEUE
 from vhs import protocol as P
+from vhs.client.retry import NO_RETRY
+from vhs.client.vhs_client import AsyncVHSClient, VHSClient, VHSRequestError
+from vhs.export.repository import ORCHESTRATOR_MAX_QUEUE
 from vhs.launcher.server import TritonServer
 from vhs.launcher.stub_census import children, live_stubs, stub_models
 from vhs.launcher.supervisor import Supervisor

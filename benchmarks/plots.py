@@ -1,6 +1,6 @@
 """The PNG plots of `make bench` (matplotlib, Agg): throughput, request time, stage split, per preset.
 
-Plain data in, one PNG out: the tables module (`benchmarks.bench_tables`) calls these, never the
+Plain data in, one PNG out: the tables module (`vhs.benchmarks.bench_tables`) calls these, never the
 other way round.
 """
 
@@ -82,7 +82,7 @@ def latency(
 def stage_split(splits: dict[str, list[dict]], title: str, path: Path) -> None:
     """Stacked bars, one per mode: each stage's compute (solid) and overhead (hatched).
 
-    splits: {mode: stages as `benchmarks.report.stage_split` returns them}.
+    splits: {mode: stages as `vhs.benchmarks.report.stage_split` returns them}.
     """
     figure, axis = plt.subplots(figsize=(7, 4))
     colors: dict[str, object] = {}

@@ -1,6 +1,6 @@
 """The engines' queue delay and the orchestrator's instances against latency, throughput and merging.
 
-    .venv/bin/python -m benchmarks.queue_delay --model-repository build/shapes/model_repository
+    .venv/bin/python -m vhs.benchmarks.queue_delay --model-repository build/shapes/model_repository
 
 For each engine queue delay (`max_queue_delay_microseconds`) and `vhs` instance count, a copy of the
 repository that differs only in those (benchmarks/variants.py) is served, and a closed loop of `c` clients
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import tritonclient.grpc as grpcclient
 
-from client.vhs_client import ImageRequest, VHSClient
+from vhs.client.vhs_client import ImageRequest, VHSClient
 from vhs.launcher.server import TritonServer
 from vhs.modes import MODES
 

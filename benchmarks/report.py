@@ -35,7 +35,7 @@ def stage_split(row: Mapping[str, float | str], composing: Mapping[str, Mapping[
     """Where one request's time goes, from one perf_analyzer cell (concurrency 1 is the clean case).
 
     row: the cell's `-f` CSV row (microseconds: SERVER_PARTS and CLIENT_PARTS); composing: its
-        engines' stats (`benchmarks.perf_analyzer.parse_composing_models`).
+        engines' stats (`vhs.benchmarks.perf_analyzer.parse_composing_models`).
     Returns one dict per stage (`stage_order`) with `stage`, `compute_ms`, `overhead_ms`, `total_ms`.
     An engine's compute is the graph's own: the time inside ONNX Runtime's run the engine reports
     (its stats' ENGINE_COMPUTE, `with_engine_compute`); for an engine without it (Triton's own

@@ -8,7 +8,7 @@ served at N = 1 and say so), and of those the share finished within the budget b
 measured time (REQUEST_MS, what the budget bounds) and by the client's round trip; writes a CSV of
 every request.
 
-    python -m benchmarks.served_budget --model-repository build/shapes/model_repository
+    python -m vhs.benchmarks.served_budget --model-repository build/shapes/model_repository
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from client.vhs_client import VHSClient
+from vhs.client.vhs_client import VHSClient
 from vhs.launcher.server import TritonServer
 
 PROMPT = "a photo of a red circle left of a blue square"

@@ -51,7 +51,7 @@ def with_queue_delay(delay_us: int) -> Edit:
 
 def with_orchestrator_instances(count: int) -> Edit:
     """The `vhs` model's instance count (the engines' queue bound follows it, as the exporter writes)."""
-    from export.repository import ENGINE_QUEUE_PER_ORCHESTRATOR
+    from vhs.export.repository import ENGINE_QUEUE_PER_ORCHESTRATOR
 
     def edit(config: mc.ModelConfig) -> None:
         if config.name == P.ORCHESTRATOR_MODEL:

@@ -1,7 +1,7 @@
 """`make demo`: start the real Triton server on an exported repository, generate one prompt in `vhs`
 and `clip` mode, write the images and a picture of every candidate, print a side-by-side timing table.
 
-    python -m client.demo --model-repository build/shapes/model_repository --output out/demo
+    python -m vhs.client.demo --model-repository build/shapes/model_repository --output out/demo
 """
 
 from __future__ import annotations

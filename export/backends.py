@@ -11,11 +11,15 @@ tensorrt_plan   a TensorRT plan per engine, built from the graph with polygraphy
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-ENGINE_MODEL_PY = Path(__file__).resolve().parent.parent / "model_repository" / "engine" / "1" / "model.py"
+# The model files of the repository ship in the `vhs.model_repository` package (model_repository/),
+# a folder on disk wherever the project is installed (it is never zipped).
+MODEL_REPOSITORY_SOURCE = Path(str(files("vhs.model_repository")))
+ENGINE_MODEL_PY = MODEL_REPOSITORY_SOURCE / "engine" / "1" / "model.py"
 # ONNX Runtime's TensorRT provider: 4 GiB of builder workspace, engines cached so that an instance
 # restarting in the same container does not rebuild them.
 ORT_TENSORRT_WORKSPACE_BYTES = 4 << 30

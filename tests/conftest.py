@@ -20,7 +20,7 @@ def tiny_pipeline(tiny_preset):
 @pytest.fixture(scope="session")
 def exported_tiny(tmp_path_factory):
     """The tiny-random preset exported once per session: {output folder}/model_repository, manifest.json."""
-    from export.cli import main as export_main
+    from vhs.export.cli import main as export_main
 
     output = tmp_path_factory.mktemp("export") / "tiny-random"
     assert export_main(["--preset", "tiny-random", "--output", str(output)]) == 0
@@ -30,7 +30,7 @@ def exported_tiny(tmp_path_factory):
 @pytest.fixture(scope="session")
 def exported_shapes(tmp_path_factory):
     """The embedded `shapes` preset exported once per session (the path `make demo` takes)."""
-    from export.cli import main as export_main
+    from vhs.export.cli import main as export_main
 
     output = tmp_path_factory.mktemp("export") / "shapes"
     assert export_main(["--preset", "shapes", "--output", str(output)]) == 0

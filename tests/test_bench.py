@@ -8,12 +8,19 @@ import numpy as np
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from benchmarks.bench import memory_order
-from benchmarks.bench_tables import Grid, PresetFigures, write_report
-from benchmarks.input_data import SHIPPED_FILE, evaluation_prompt_texts, input_data, shipped_prompts, variant
-from benchmarks.memory import process_memory_mib
-from benchmarks.perf_analyzer import parse_csv_report
-from benchmarks.report import (
+from vhs import protocol as P
+from vhs.benchmarks.bench import memory_order
+from vhs.benchmarks.bench_tables import Grid, PresetFigures, write_report
+from vhs.benchmarks.input_data import (
+    SHIPPED_FILE,
+    evaluation_prompt_texts,
+    input_data,
+    shipped_prompts,
+    variant,
+)
+from vhs.benchmarks.memory import process_memory_mib
+from vhs.benchmarks.perf_analyzer import parse_csv_report
+from vhs.benchmarks.report import (
     ENGINE_COMPUTE,
     ModeFigures,
     Ratio,
@@ -24,8 +31,7 @@ from benchmarks.report import (
     stage_split,
     with_engine_compute,
 )
-from export.repository import orchestrator_config
-from vhs import protocol as P
+from vhs.export.repository import orchestrator_config
 from vhs.modes import MODES, mode_names
 
 # perf_analyzer 2.51's `-f` CSV (rows written by throughput, not by concurrency).
@@ -41,7 +47,7 @@ def test_shipped_input_data_is_built_from_the_evaluation_prompts():
     import json
 
     assert json.loads(SHIPPED_FILE.read_text()) == input_data(evaluation_prompt_texts(), "vhs", 4), (
-        "regenerate with: python -m benchmarks.input_data"
+        "regenerate with: python -m vhs.benchmarks.input_data"
     )
 
 
@@ -166,7 +172,7 @@ def test_memory_order_never_shrinks_an_engine_batch():
 
 
 def test_request_flops_weights_each_engine_by_its_rows():
-    from benchmarks.flops import request_flops
+    from vhs.benchmarks.flops import request_flops
 
     per_row = {engine: 1.0 for mode in MODES.values() for engine in mode.engines}
     per_row["dit_prefix"] = 10.0
@@ -231,7 +237,7 @@ def test_report_from_fixed_figures(tmp_path: Path):
 
 @pytest.fixture(scope="module")
 def in_process(exported_tiny):
-    from benchmarks.in_process import InProcessPipeline
+    from vhs.benchmarks.in_process import InProcessPipeline
 
     return InProcessPipeline(exported_tiny / "model_repository")
 
@@ -247,7 +253,7 @@ def test_in_process_pipeline_equals_reference(in_process, tiny_pipeline, mode):
 
 def test_report_is_rewritten_from_the_files_of_a_run(tmp_path: Path):
     """`--report-only` reads back what a run wrote (the CSVs and each cell's perf_analyzer stdout)."""
-    from benchmarks.bench_tables import read_preset_figures, write_preset_csvs
+    from vhs.benchmarks.bench_tables import read_preset_figures, write_preset_csvs
 
     figures = fake_figures("shapes")
     folder = tmp_path / "shapes"

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from client.cli import main as cli_main
-from client.contact_sheet import CAPTION_PIXELS, FRAME_PIXELS, GAP_PIXELS, MIN_TILE_PIXELS
-from client.retry import RetryPolicy
-from client.vhs_client import AsyncVHSClient, ImageRequest, VHSClient, VHSRequestError
 from vhs import protocol as P
+from vhs.client.cli import main as cli_main
+from vhs.client.contact_sheet import CAPTION_PIXELS, FRAME_PIXELS, GAP_PIXELS, MIN_TILE_PIXELS
+from vhs.client.retry import RetryPolicy
+from vhs.client.vhs_client import AsyncVHSClient, ImageRequest, VHSClient, VHSRequestError
 from vhs.launcher.server import TritonServer
 
 pytestmark = pytest.mark.server  # starts a real tritonserver

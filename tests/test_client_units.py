@@ -7,8 +7,9 @@ import pytest
 import tritonclient.grpc
 import tritonclient.http
 
-from client.cli import format_result
-from client.contact_sheet import (
+from vhs import protocol as P
+from vhs.client.cli import format_result
+from vhs.client.contact_sheet import (
     BACKGROUND,
     CAPTION_PIXELS,
     FRAME_PIXELS,
@@ -16,8 +17,7 @@ from client.contact_sheet import (
     SELECTED_COLOR,
     contact_sheet,
 )
-from client.vhs_client import GenerationResult, ImageRequest, build_inputs, request_parameters
-from vhs import protocol as P
+from vhs.client.vhs_client import GenerationResult, ImageRequest, build_inputs, request_parameters
 
 
 @pytest.mark.parametrize("triton", [tritonclient.grpc, tritonclient.http])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from export.tensorrt_support import load_support_table
+from vhs.export.tensorrt_support import load_support_table
 from vhs.launcher.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent

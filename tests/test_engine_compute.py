@@ -3,7 +3,7 @@ microseconds inside ONNX Runtime's run over the `vhs` requests answered in betwe
 
 import pytest
 
-from benchmarks.engine_compute import compute_per_request_us, parse_compute_counters
+from vhs.benchmarks.engine_compute import compute_per_request_us, parse_compute_counters
 
 
 def page(requests, **engine_us):

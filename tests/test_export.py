@@ -12,9 +12,11 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export.backends import BACKENDS
-from export.graphs import graph_io
-from export.repository import (
+from vhs import protocol as P
+from vhs.engine_names import DIT_PREFIX
+from vhs.export.backends import BACKENDS
+from vhs.export.graphs import graph_io
+from vhs.export.repository import (
     TRITON_DTYPES,
     Scheduling,
     engine_config,
@@ -22,9 +24,7 @@ from export.repository import (
     warmup_batch_sizes,
     warmup_samples,
 )
-from export.tensorrt import TensorRTUnavailable, require_tensorrt
-from vhs import protocol as P
-from vhs.engine_names import DIT_PREFIX
+from vhs.export.tensorrt import TensorRTUnavailable, require_tensorrt
 from vhs.modes import all_engines
 from vhs.runtime.manifest import ManifestError, load_manifest, verify_engine_files
 from vhs.runtime.onnx_engine import OnnxEngine
@@ -110,9 +110,9 @@ def test_graphs_have_no_nan_on_random_inputs(exported_tiny, name, batch):
 
 
 def test_parity_of_every_graph_at_batch_1_and_4(tiny_preset, exported_tiny):
-    from export.graphs import example_inputs
-    from export.parity import ATOL, check_parity
     from vhs.engines import build_engines
+    from vhs.export.graphs import example_inputs
+    from vhs.export.parity import ATOL, check_parity
 
     engines = build_engines(tiny_preset)
     inputs = example_inputs(tiny_preset, engines, 2)
@@ -157,7 +157,7 @@ def test_manifest_of_another_format_is_refused(tmp_path):
 
 def run_export(*args, env=None):
     return subprocess.run(
-        [sys.executable, "-m", "export.cli", *args], capture_output=True, text=True, timeout=300, env=env
+        [sys.executable, "-m", "vhs.export.cli", *args], capture_output=True, text=True, timeout=300, env=env
     )
 
 

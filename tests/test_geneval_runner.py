@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from client.geneval import main as geneval_main
-from client.vhs_client import VHSClient
+from vhs.client.geneval import main as geneval_main
+from vhs.client.vhs_client import VHSClient
 from vhs.launcher.server import TritonServer
 from vhs.shapes.evaluate import score_folder
 from vhs.shapes.prompt_sets import evaluation_prompts

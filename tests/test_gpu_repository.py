@@ -4,8 +4,8 @@ Runtime's TensorRT provider (precision per engine), beside the CPU `onnxruntime`
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export.backends import BACKENDS, ORT_TENSORRT_CACHE_DIR
-from export.repository import Scheduling, engine_config
+from vhs.export.backends import BACKENDS, ORT_TENSORRT_CACHE_DIR
+from vhs.export.repository import Scheduling, engine_config
 
 ENGINE = {
     "file": "model.onnx",

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from client.vhs_client import VHSClient
-from export.cli import main as export_main
+from vhs.client.vhs_client import VHSClient
 from vhs.engine_names import DIT_SUFFIX, LLM
+from vhs.export.cli import main as export_main
 from vhs.launcher.server import TritonServer
 from vhs.modes import MODES, Component, VerifierMode
 from vhs.pipeline import VHSPipeline

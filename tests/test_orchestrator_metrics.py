@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from vhs.client.vhs_client import VHSClient, VHSRequestError
 from vhs.best_of_n import GenerationOutput
+from vhs.client.vhs_client import VHSClient, VHSRequestError
 from vhs.launcher.server import TritonServer
 from vhs.modes import MODES
 from vhs.request import GenerationRequest

@@ -28,9 +28,11 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from export.cleanup import clean_graph
-from export.graphs import export_onnx
-from export.precision import (
+from vhs.engine_names import DIT_PREFIX, LLM, TEXT_ENCODER, VAE_DECODER
+from vhs.engines import build_engine
+from vhs.export.cleanup import clean_graph
+from vhs.export.graphs import export_onnx
+from vhs.export.precision import (
     FP16_LARGEST,
     activation_ranges,
     check_policy,
@@ -42,8 +44,6 @@ from export.precision import (
     run_graph,
     wide_gemms,
 )
-from vhs.engine_names import DIT_PREFIX, LLM, TEXT_ENCODER, VAE_DECODER
-from vhs.engines import build_engine
 from vhs.presets import load_preset
 
 QK_NORM_SCALE, VALUE_SCALE, GATE_SHIFT = 4.0, 30.0, 55.0

@@ -5,7 +5,7 @@ import pytest
 from diffusers import AutoencoderDC, SanaTransformer2DModel
 from transformers import CLIPVisionModel, Gemma2Model, Qwen2ForCausalLM
 
-from benchmarks.flops import (
+from vhs.benchmarks.flops import (
     PUBLISHED_SPLIT_BLOCK,
     TOLERANCES,
     preset_compute,
@@ -59,7 +59,7 @@ def test_request_flop_ratios_follow_the_published_ones(computes):
 
 
 def test_a_proportion_outside_the_tolerance_fails_the_check():
-    from benchmarks.flops import Proportion
+    from vhs.benchmarks.flops import Proportion
 
     inside = Proportion("vae_decoder", 8e12, 2.8, 5e9, 2.8 * 1.2, "")
     outside = Proportion("llm", 8e11, 0.29, 5e8, 0.29 * 1.3, "")

@@ -12,8 +12,8 @@ from collections import Counter
 
 import pytest
 
-from client.retry import RetryPolicy, call_with_retry, call_with_retry_async
-from client.vhs_client import VHSRequestError
+from vhs.client.retry import RetryPolicy, call_with_retry, call_with_retry_async
+from vhs.client.vhs_client import VHSRequestError
 from vhs.launcher.stub_census import dead_models, stub_models
 from vhs.runtime.availability import engine_unavailable
 from vhs.runtime.engine_guard import (

@@ -11,12 +11,12 @@ import torch
 from diffusers import SanaSprintPipeline
 from sana_sprint_folders import save_qwen2_folder, save_sana_sprint_folder
 
-from client.vhs_client import VHSClient, VHSRequestError
-from export import cli as export_cli
-from export import graphs
-from export.cli import main as export_main
 from vhs.best_of_n import to_uint8_images
+from vhs.client.vhs_client import VHSClient, VHSRequestError
 from vhs.convert.init_verifier import main as init_verifier_main
+from vhs.export import cli as export_cli
+from vhs.export import graphs
+from vhs.export.cli import main as export_main
 from vhs.launcher.server import TritonServer
 from vhs.noise import candidate_noise
 from vhs.pipeline import VHSPipeline

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc
 
-from benchmarks.perf_analyzer import parse_composing_models, run_perf_analyzer
+from vhs.benchmarks.perf_analyzer import parse_composing_models, run_perf_analyzer
 from vhs.launcher.install import prepare_bundled_server
 from vhs.launcher.server import TritonServer, TritonServerError
 

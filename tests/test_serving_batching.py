@@ -9,9 +9,9 @@ reliably (docs/performance.md measures it)."""
 import numpy as np
 import pytest
 
-from benchmarks.queue_delay import engine_counts
-from benchmarks.variants import with_queue_delay, write_variant
-from client.vhs_client import ImageRequest, VHSClient
+from vhs.benchmarks.queue_delay import engine_counts
+from vhs.benchmarks.variants import with_queue_delay, write_variant
+from vhs.client.vhs_client import ImageRequest, VHSClient
 from vhs.launcher.server import TritonServer
 from vhs.modes import all_engines
 

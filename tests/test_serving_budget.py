@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from benchmarks.served_budget import PROMPT, predicted_range, summary, sweep
-from client.cli import main as cli_main
-from client.vhs_client import VHSClient, VHSRequestError
-from export.repository import orchestrator_config, write_config
 from vhs import protocol as P
+from vhs.benchmarks.served_budget import PROMPT, predicted_range, summary, sweep
+from vhs.client.cli import main as cli_main
+from vhs.client.vhs_client import VHSClient, VHSRequestError
+from vhs.export.repository import orchestrator_config, write_config
 from vhs.launcher.server import TritonServer
 
 pytestmark = pytest.mark.server  # starts a real tritonserver

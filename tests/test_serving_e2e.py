@@ -10,10 +10,10 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from benchmarks.queue_delay import engine_counts
-from client.cli import main as cli_main
-from client.vhs_client import ImageRequest, VHSClient, VHSRequestError
 from vhs import protocol as P
+from vhs.benchmarks.queue_delay import engine_counts
+from vhs.client.cli import main as cli_main
+from vhs.client.vhs_client import ImageRequest, VHSClient, VHSRequestError
 from vhs.launcher.server import TritonServer, TritonServerError
 from vhs.modes import all_engines, mode_names
 

@@ -6,7 +6,7 @@ cores, so `make test` leaves it out: marker `proportions`, run by `make test-pro
 import numpy as np
 import pytest
 
-from client.vhs_client import VHSClient
+from vhs.client.vhs_client import VHSClient
 from vhs.launcher.server import TritonServer
 from vhs.modes import mode_names
 
@@ -31,7 +31,7 @@ def served_client(request, preset, tmp_path_factory):
     if name == "shapes":  # exported once per session, shared with the other shapes tests
         output = request.getfixturevalue("exported_shapes")
     else:
-        from export.cli import main as export_main
+        from vhs.export.cli import main as export_main
 
         output = tmp_path_factory.mktemp("export") / name
         assert export_main(["--preset", name, "--output", str(output)]) == 0

@@ -16,7 +16,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from benchmarks.load import (
+from vhs.benchmarks.load import (
     PROMPT,
     abandoned,
     kill_engine,
@@ -25,8 +25,8 @@ from benchmarks.load import (
     stop_leftovers,
     stub_pid,
 )
-from client.vhs_client import VHSClient
-from export.repository import Scheduling
+from vhs.client.vhs_client import VHSClient
+from vhs.export.repository import Scheduling
 from vhs.launcher.server import ADMIN_KEY_HEADER, TritonServer
 from vhs.launcher.stub_census import live_stubs
 from vhs.launcher.supervisor import Supervisor

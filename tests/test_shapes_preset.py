@@ -72,7 +72,7 @@ def test_shapes_preset_runs_unchanged_in_sana_sprint_pipeline(shapes_preset):
 
 
 def test_shapes_flop_proportions_are_within_2x_of_the_published_models(shapes_preset):
-    from benchmarks.flops import (
+    from vhs.benchmarks.flops import (
         NOT_SIZED_FOR,
         TOLERANCES,
         preset_compute,

@@ -10,17 +10,6 @@ import pytest
 from onnx import numpy_helper
 from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 
-from export.graphs import graph_io
-from export.tensorrt import (
-    compare_with_onnxruntime,
-    engine_precision,
-    fp32_nodes,
-    layers_of_nodes,
-    opt_batch,
-    optimization_profile,
-    plan_recipe,
-    polygraphy_loaders,
-)
 from vhs.engine_names import (
     CLIP_LLM,
     CLIP_VISION,
@@ -32,6 +21,17 @@ from vhs.engine_names import (
     LLM,
     TEXT_ENCODER,
     VAE_DECODER,
+)
+from vhs.export.graphs import graph_io
+from vhs.export.tensorrt import (
+    compare_with_onnxruntime,
+    engine_precision,
+    fp32_nodes,
+    layers_of_nodes,
+    opt_batch,
+    optimization_profile,
+    plan_recipe,
+    polygraphy_loaders,
 )
 from vhs.modes import all_engines
 

@@ -7,8 +7,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export.cleanup import clean_graph
-from export.tensorrt_support import check_tensorrt_readiness, load_support_table
+from vhs.export.cleanup import clean_graph
+from vhs.export.tensorrt_support import check_tensorrt_readiness, load_support_table
 from vhs.modes import all_engines
 
 EPSILON = 1e-15
