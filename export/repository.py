@@ -22,9 +22,9 @@ from vhs.modes import MODES
 from vhs.prompting import render_question_chat, save_question_chat
 from vhs.runtime.manifest import LLM_TOKENIZER_DIR, MANIFEST_FILE, TEXT_TOKENIZER_DIR
 
-from .backends import Backend
+from .backends import MODEL_REPOSITORY_SOURCE, Backend
 
-ORCHESTRATOR_MODEL_PY = Path(__file__).resolve().parent.parent / "model_repository" / "vhs" / "1" / "model.py"
+ORCHESTRATOR_MODEL_PY = MODEL_REPOSITORY_SOURCE / "vhs" / "1" / "model.py"
 
 # Queue policy (docs/operations.md). The vhs model's queue is the service's back-pressure: with
 # ORCHESTRATOR_MAX_QUEUE requests waiting, the next one is refused at once with UNAVAILABLE

@@ -3,8 +3,8 @@ candidate, REQUEST_MS NaN) says so in words (issue 27)."""
 
 import numpy as np
 
-from client.cli import format_result
-from client.vhs_client import GenerationResult
+from vhs.client.cli import format_result
+from vhs.client.vhs_client import GenerationResult
 
 
 def result(request_ms):
