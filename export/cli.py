@@ -171,7 +171,7 @@ def _export(args: argparse.Namespace, config, names: list[str], folder: Path, pr
                     chain,
                     folder,
                     backend,
-                    max_batch_size,
+                    dict(config.engine_max_batch).get(name, max_batch_size),
                     config.default_candidates,
                     support_table,
                     args,
@@ -247,7 +247,8 @@ def _export_graph(
     args: argparse.Namespace,
 ) -> ExportedGraph:
     """One engine -> cleaned ONNX graph checked against PyTorch and against TensorRT's support table
-    (-> TensorRT plan checked against ONNX Runtime where the backend builds one).
+    (-> TensorRT plan checked against ONNX Runtime where the backend builds one). `max_batch_size`:
+    this engine's (the preset's engine_max_batch where it names the engine).
 
     args: the command line (opset, precision, TensorRT build settings). Raises RuntimeError when the
     graph differs from PyTorch, TensorRT would reject it, or a plan differs from ONNX Runtime.
@@ -273,12 +274,16 @@ def _export_graph(
         served_file = folder / "plans" / f"{name}.plan"
         served_file.parent.mkdir(exist_ok=True)
         profile = optimization_profile(
-            graph_inputs, opt_batch(name, default_candidates), max_batch_size, _token_bounds(name, chain)
+            graph_inputs,
+            min(opt_batch(name, default_candidates), max_batch_size),
+            max_batch_size,
+            _token_bounds(name, chain),
         )
         _build_checked_plan(name, onnx_model_file(path), served_file, profile, inputs, args)
     entry = {
         "inputs": graph_inputs,
         "outputs": graph_outputs,
+        "max_batch_size": max_batch_size,  # the orchestrator splits a larger call into chunks
         "file": backend.graph_file,
         "sha256": artifact_sha256(served_file),
         "precision": engine_precision(name, args.precision) if backend.on_gpu else "fp32",

@@ -219,10 +219,10 @@ def write_repository(
 ) -> None:
     """Write every model folder. `graph_files[name]` is the graph or plan to place in `<name>/1/`;
     `tokenizers` maps the orchestrator's tokenizer folder names to objects with `save_pretrained`."""
-    max_batch_size = manifest["max_batch_size"]
-    batch_sizes = warmup_batch_sizes(manifest["preset"]["default_candidates"], max_batch_size)
     for name, engine in manifest["engines"].items():
         folder = repository / name
+        max_batch_size = engine.get("max_batch_size", manifest["max_batch_size"])
+        batch_sizes = warmup_batch_sizes(manifest["preset"]["default_candidates"], max_batch_size)
         warmup = warmup_samples(engine, batch_sizes, visual_token_dims(manifest, name))
         write_config(engine_config(name, engine, backend, max_batch_size, scheduling, warmup), folder)
         (folder / "1").mkdir(parents=True, exist_ok=True)

@@ -204,7 +204,9 @@ def test_both_checkpoints_convert_into_one_folder_each_with_its_own_llm(tmp_path
         mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
         std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
         tower = preset.clip_vision
-        patches = tower(pixel_values=(images - mean) / std, output_hidden_states=True).hidden_states[-2][
+        # The authors' images are 8-bit PIL images (CLIPImageProcessor at the tower's size: no resize).
+        pixels = (images * 255).round() / 255
+        patches = tower(pixel_values=(pixels - mean) / std, output_hidden_states=True).hidden_states[-2][
             :, 1:
         ]
         theirs, _ = llava_scores(llm, tokenizer, projector, patches, PROMPT)

@@ -46,11 +46,25 @@ class PresetConfig:
     # The modes served. Absent from preset.json: every mode whose verifier folders exist.
     modes: tuple[str, ...] = tuple(MODES)
     score_rule: str = "yes_no_softmax"
+    # Per-engine batch limits below max_candidates, {engine: rows} in preset.json (sana-sprint: the
+    # DC-AE decoder at 1024 px, export/sizing.py); a larger call is split into chunks of that size.
+    engine_max_batch: tuple[tuple[str, int], ...] = ()
+
+    def max_batch(self, engine: str) -> int:
+        """The largest batch `engine` is sent: its engine_max_batch entry, else max_candidates."""
+        return min(dict(self.engine_max_batch).get(engine, self.max_candidates), self.max_candidates)
 
     def __post_init__(self):
         # JSON gives lists; the config is frozen and compared, so keep tuples.
         object.__setattr__(self, "complex_human_instruction", tuple(self.complex_human_instruction))
         object.__setattr__(self, "modes", tuple(self.modes))
+        limits = self.engine_max_batch
+        limits = limits.items() if isinstance(limits, dict) else limits
+        object.__setattr__(self, "engine_max_batch", tuple(sorted((str(k), int(v)) for k, v in limits)))
+        if any(rows < 1 for _, rows in self.engine_max_batch):
+            raise PresetConfigError(
+                f"engine_max_batch must hold batches >= 1, got {dict(self.engine_max_batch)}"
+            )
         if not 1 <= self.default_candidates <= self.max_candidates:
             raise PresetConfigError(
                 f"default_candidates must be in [1, max_candidates={self.max_candidates}], "
@@ -86,6 +100,7 @@ _TYPES = {
     "complex_human_instruction": (bool, list),
     "modes": list,
     "score_rule": str,
+    "engine_max_batch": dict,
 }
 
 

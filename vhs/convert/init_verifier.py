@@ -9,7 +9,10 @@ in its own dtype) and `<output>/connector/`: LLaVA's `mlp2x_gelu` sized from the
 for training to replace. `--latent` adds `latent_connector/` (latent channels -> LLM width) and
 `latent_llm/`, `--clip-vision FOLDER` adds that CLIP vision tower, its `clip_connector/` and
 `clip_llm/`: each verifier fine-tunes its own copy of the LLM. With `--preset DIR`,
-`DIR/preset.json` points at the generator and the new verifier with SANA-Sprint's settings.
+`DIR/preset.json` points at the generator and the new verifier with SANA-Sprint's settings (its
+default complex_human_instruction included). The generator must be the published SANA-Sprint 1.6B
+architecture (checked on its config files, naming the field that differs) unless
+`--allow-architecture-mismatch` is given, which names the preset `sana-sprint-custom`.
 Nothing is downloaded unless a path is a hub id and the machine is online.
 """
 
@@ -26,7 +29,13 @@ from diffusers import SanaTransformer2DModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, CLIPVisionModel
 
 from ..presets.folders import check_generator_folder
-from ..presets.sana_sprint import sana_sprint_config, write_preset_json
+from ..presets.sana_sprint import (
+    CUSTOM_NAME,
+    NAME,
+    check_published_architecture,
+    sana_sprint_config,
+    write_preset_json,
+)
 from ..prompting import PromptTokenizer
 from ..verifier import MLPConnector
 
@@ -42,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--latent", action="store_true", help="add the AE-latent baseline's connector")
     parser.add_argument("--preset", type=Path, help="also write preset.json into this folder")
     parser.add_argument("--seed", type=int, default=0, help="seed of the connectors' initialisation")
+    parser.add_argument(
+        "--allow-architecture-mismatch",
+        action="store_true",
+        help="accept a generator that is not the published SANA-Sprint 1.6B architecture (tiny test "
+        "weights, a retrained DiT): the preset is then named 'sana-sprint-custom', not 'sana-sprint'",
+    )
     return parser
 
 
@@ -87,12 +102,15 @@ def init_verifier(
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if not args.allow_architecture_mismatch:
+            check_published_architecture(args.generator)
         init_verifier(args.generator, args.llm, args.output, args.clip_vision, args.latent, args.seed)
         print(f"verifier folder: {args.output}")
         if args.preset is not None:
             config = sana_sprint_config(
                 os.path.relpath(args.generator.resolve(), args.preset.resolve()),
                 os.path.relpath(args.output.resolve(), args.preset.resolve()),
+                name=CUSTOM_NAME if args.allow_architecture_mismatch else NAME,
             )
             print(f"preset: {write_preset_json(args.preset, config)}")
     except (OSError, ValueError) as error:

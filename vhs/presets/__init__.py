@@ -28,6 +28,7 @@ from transformers import AutoModel, AutoTokenizer
 from ..modes import MODES, Component, verifier_components
 from ..preset_config import PRESET_FILE, PresetConfig, PresetConfigError, parse_preset_json
 from ..prompting import PromptTokenizer
+from . import sana_sprint
 from .folders import (
     check_component_sizes,
     check_generator_folder,
@@ -184,6 +185,8 @@ def load_preset(name_or_path: str | os.PathLike, components: Collection[str] | N
     generator = resolve_component_path(folder, config.generator_path, "generator_path")
     verifier = resolve_component_path(folder, config.verifier_path, "verifier_path")
     check_generator_folder(generator)
+    if config.name == sana_sprint.NAME:  # the published architecture, or a refusal naming the field
+        sana_sprint.check_published_architecture(generator)
     dtype = getattr(torch, config.torch_dtype)
     served = {name for mode in config.modes for name in MODES[mode].folders}
     loadable = {*GENERATOR_NETWORKS, *served}

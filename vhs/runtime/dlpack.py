@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 
 def synchronize_producer(tensor: Any) -> None:
     """Block until the current CUDA stream of `tensor`'s device has finished (no-op off the GPU)."""
@@ -43,3 +45,12 @@ def from_engine(tensor: Any) -> Any:
     from torch.utils.dlpack import from_dlpack
 
     return from_dlpack(tensor if hasattr(tensor, "__dlpack__") else tensor.to_dlpack())
+
+
+def concatenate_rows(parts: list) -> Any:
+    """Row chunks of one engine call (numpy arrays or device tensors) joined along the batch axis."""
+    if all(isinstance(part, np.ndarray) for part in parts):
+        return np.concatenate(parts)
+    import torch
+
+    return torch.cat([torch.as_tensor(part) for part in parts])
