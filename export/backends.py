@@ -3,8 +3,10 @@
 python          ONNX Runtime inside a Python-backend model (`model_repository/engine/1/model.py`);
                 the PyPI-bundled Triton has only the Python backend: the CPU default
 onnxruntime     Triton's ONNX Runtime backend (NGC container), on the CPU
-onnxruntime_gpu the same on the GPU: ONNX Runtime hands what TensorRT can run to its TensorRT
-                execution provider (per-engine precision, engines cached) and the rest to CUDA
+onnxruntime_gpu the same on the GPU with ONNX Runtime's CUDA provider, serving the graph as the
+                precision policy types it (export/precision.py: fp16 weight GEMMs, the rest fp32,
+                the casts written into the graph, checked against fp32 at export); bf16 is refused
+                (tensorrt_plan builds bf16)
 tensorrt_plan   a TensorRT plan per engine, built from the graph with polygraphy (GPU)
 """
 
@@ -20,10 +22,6 @@ from tritonclient.grpc import model_config_pb2 as mc
 # a folder on disk wherever the project is installed (it is never zipped).
 MODEL_REPOSITORY_SOURCE = Path(str(files("vhs.model_repository")))
 ENGINE_MODEL_PY = MODEL_REPOSITORY_SOURCE / "engine" / "1" / "model.py"
-# ONNX Runtime's TensorRT provider: 4 GiB of builder workspace, engines cached so that an instance
-# restarting in the same container does not rebuild them.
-ORT_TENSORRT_WORKSPACE_BYTES = 4 << 30
-ORT_TENSORRT_CACHE_DIR = "/tmp/vhs-ort-tensorrt-cache"
 
 
 @dataclass(frozen=True)
@@ -33,8 +31,9 @@ class Backend:
     graph_file: the file placed in `<engine>/1/`. builds_plans: the graph is compiled to a TensorRT
     plan first (needs TensorRT, takes --precision). triton_backend / platform: the config field
     that selects it. model_py: a Python-backend model copied beside the graph, which reads the
-    graph's file name from `parameters` instead of `default_model_filename`. tensorrt_provider:
-    ONNX Runtime runs the graph through its TensorRT execution provider, in the engine's precision.
+    graph's file name from `parameters` instead of `default_model_filename`. precisions: what
+    --precision may ask for (anything else is refused, never silently replaced). typed_graph: the
+    served graph carries the engine's precision as casts (`precision.mixed_precision_graph`).
     """
 
     name: str
@@ -45,7 +44,8 @@ class Backend:
     platform: str = ""
     model_py: Path | None = None
     parameters: dict[str, str] = field(default_factory=dict)
-    tensorrt_provider: bool = False
+    precisions: tuple[str, ...] = ("fp32",)
+    typed_graph: bool = False
 
     @property
     def on_gpu(self) -> bool:
@@ -54,7 +54,7 @@ class Backend:
 
     def configure(self, config: mc.ModelConfig, precision: str = "fp32") -> None:
         """Set the backend-specific fields of an engine's ModelConfig (`config.name` is the engine;
-        `precision` the one the manifest records for it)."""
+        `precision` the one the manifest records for it: it is in the graph or the plan itself)."""
         if self.triton_backend:
             config.backend = self.triton_backend
         if self.platform:
@@ -63,14 +63,6 @@ class Backend:
             config.default_model_filename = self.graph_file
         for key, value in self.parameters.items():
             config.parameters[key].string_value = value
-        if self.tensorrt_provider:
-            accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(
-                name="tensorrt"
-            )
-            accelerator.parameters["precision_mode"] = "FP32" if precision == "fp32" else "FP16"
-            accelerator.parameters["max_workspace_size_bytes"] = str(ORT_TENSORRT_WORKSPACE_BYTES)
-            accelerator.parameters["trt_engine_cache_enable"] = "1"
-            accelerator.parameters["trt_engine_cache_path"] = f"{ORT_TENSORRT_CACHE_DIR}/{config.name}"
 
 
 BACKENDS = {
@@ -96,7 +88,8 @@ BACKENDS = {
             graph_file="model.onnx",
             instance_kind=mc.ModelInstanceGroup.KIND_GPU,
             triton_backend="onnxruntime",
-            tensorrt_provider=True,
+            precisions=("fp32", "fp16"),
+            typed_graph=True,
         ),
         Backend(
             "tensorrt_plan",
@@ -104,6 +97,7 @@ BACKENDS = {
             instance_kind=mc.ModelInstanceGroup.KIND_GPU,
             builds_plans=True,
             platform="tensorrt_plan",
+            precisions=("fp32", "fp16", "bf16"),
         ),
     )
 }

@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import onnx
 import onnxruntime
 from tqdm import tqdm
 
@@ -42,8 +43,10 @@ from vhs.runtime.onnx_engine import onnx_model_file
 
 from .backends import BACKENDS, Backend
 from .cleanup import clean_graph
-from .graphs import EXAMPLE_BATCH, ExampleChain, export_onnx, graph_io
+from .graphs import EXAMPLE_BATCH, EXTERNAL_DATA_THRESHOLD_BYTES, ExampleChain, export_onnx, graph_io
 from .parity import ATOL, RTOL, check_parity, inspect_model
+from .precision import PolicyCheck, activation_ranges, check_policy, mixed_precision_graph
+from .precision import fp32_nodes as policy_fp32_nodes
 from .repository import Scheduling, write_repository
 from .tensorrt import (
     DEFAULT_BUILDER_OPTIMIZATION_LEVEL,
@@ -72,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=BACKENDS, default="python", help="how Triton runs the engines")
     parser.add_argument("--trt", action="store_true", help="shorthand for --backend tensorrt_plan")
     parser.add_argument(
-        "--precision", choices=PRECISIONS, default="fp32", help="GPU precision (the VAE stays fp32)"
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="GPU precision under the precision policy (export/precision.py: weight GEMMs reduced, the "
+        "rest fp32; the VAE fp32, the text encoder fp32 for fp16); refused where the backend lacks it",
     )
     parser.add_argument(
         "--max-batch-size", type=int, default=None, help="default: the preset's max candidates"
@@ -145,6 +152,12 @@ def _export(args: argparse.Namespace, config, names: list[str], folder: Path, pr
             f"got {max_batch_size}"
         )
     backend = BACKENDS[args.backend]
+    if args.precision not in backend.precisions:  # never replaced silently by another precision
+        hint = "; tensorrt_plan builds bf16" if args.precision == "bf16" else ""
+        raise ValueError(
+            f"--precision {args.precision} is not available with --backend {backend.name} (it serves "
+            f"{', '.join(backend.precisions)}){hint}"
+        )
     (folder / "onnx").mkdir()
     support_table = load_support_table()
     exported, widths, chain = [], {}, None
@@ -268,6 +281,11 @@ def _export_graph(
     issues = check_tensorrt_readiness(onnx_model_file(path), support_table)
     graph_inputs, graph_outputs = graph_io(path)
     served_file = path
+    precision = engine_precision(name, args.precision) if backend.on_gpu else "fp32"
+    policy = _checked_policy(name, onnx_model_file(path), inputs, precision) if precision != "fp32" else None
+    if backend.typed_graph and policy is not None:
+        served_file = folder / "onnx" / f"{name}.{precision}.onnx"
+        policy.save_typed_graph(served_file)
     if backend.builds_plans:
         if issues:
             raise RuntimeError(f"{name}: TensorRT would reject the graph: {'; '.join(issues[:5])}")
@@ -279,15 +297,18 @@ def _export_graph(
             max_batch_size,
             _token_bounds(name, chain),
         )
-        _build_checked_plan(name, onnx_model_file(path), served_file, profile, inputs, args)
+        ranges = None if policy is None else policy.ranges
+        _build_checked_plan(name, onnx_model_file(path), served_file, profile, inputs, args, ranges)
     entry = {
         "inputs": graph_inputs,
         "outputs": graph_outputs,
         "max_batch_size": max_batch_size,  # the orchestrator splits a larger call into chunks
         "file": backend.graph_file,
         "sha256": artifact_sha256(served_file),
-        "precision": engine_precision(name, args.precision) if backend.on_gpu else "fp32",
+        "precision": precision,
     }
+    if policy is not None:
+        entry["precision_policy"] = policy.summary
     return ExportedGraph(
         name,
         served_file,
@@ -301,14 +322,61 @@ def _export_graph(
     )
 
 
+@dataclasses.dataclass
+class CheckedPolicy:
+    """The precision policy of one engine, checked on its example inputs (export/precision.py)."""
+
+    model: onnx.ModelProto
+    precision: str
+    fp32_nodes: list[str]
+    ranges: dict[str, float]
+    check: PolicyCheck
+
+    @property
+    def summary(self) -> dict:
+        return {
+            "fp32_nodes": len(self.fp32_nodes),
+            "reduced_nodes": len(self.model.graph.node) - len(self.fp32_nodes),
+            "max_abs_error_vs_fp32": self.check.max_abs_error,
+        }
+
+    def save_typed_graph(self, path: Path) -> None:
+        """The served graph with the policy's casts written in: one file, or above protobuf's limit
+        Triton's directory form (`path/model.onnx` + `model.onnx.data`), as export_onnx writes."""
+        typed = mixed_precision_graph(self.model, self.precision, self.fp32_nodes)
+        if typed.ByteSize() <= EXTERNAL_DATA_THRESHOLD_BYTES:
+            onnx.save(typed, str(path))
+            return
+        path.mkdir()
+        onnx.save(typed, str(onnx_model_file(path)), save_as_external_data=True, location="model.onnx.data")
+
+
+def _checked_policy(name: str, onnx_path: Path, inputs: dict, precision: str) -> CheckedPolicy:
+    """The engine's fp32 node set under the precision policy, calibrated and checked on the example
+    inputs (the preset's own weights and the upstream engines' real outputs); raises RuntimeError
+    when the reduced-precision graph leaves fp32's results on them."""
+    model = onnx.load(str(onnx_path))
+    feed = {key: value.numpy() for key, value in inputs.items()}
+    ranges = activation_ranges(model, [feed])
+    keep = policy_fp32_nodes(model, ranges, precision)
+    check = check_policy(model, feed, precision, keep)
+    if not check.passed:
+        raise RuntimeError(
+            f"{name}: {check.describe()} against fp32 on the example inputs under the precision policy; "
+            "export it with --precision bf16 or fp32"
+        )
+    return CheckedPolicy(model, precision, keep, ranges, check)
+
+
 def _build_checked_plan(
-    name: str, onnx_path: Path, plan_path: Path, profile: dict, example: dict, args
+    name: str, onnx_path: Path, plan_path: Path, profile: dict, example: dict, args, ranges=None
 ) -> None:
-    """Build `name`'s plan (precision and fp32 layers per engine) and compare it with ONNX Runtime at
-    batch 1 and at its opt batch; raises if it is off or produces NaN/Inf."""
+    """Build `name`'s plan (precision and fp32 layers per engine, `ranges` from the policy check) and
+    compare it with ONNX Runtime at batch 1 and at its opt batch; raises if it is off or produces
+    NaN/Inf."""
     timing_cache = args.timing_cache or args.output.resolve().parent / "tensorrt-timing.cache"
     recipe = plan_recipe(
-        name, onnx_path, profile, args.precision, timing_cache, args.builder_optimization_level
+        name, onnx_path, profile, args.precision, timing_cache, args.builder_optimization_level, ranges
     )
     build_plan(onnx_path, plan_path, recipe)
     batches = sorted({dims[0] for level in ("min", "opt") for dims in profile[level].values()})

@@ -1,10 +1,11 @@
-"""The GPU model repositories as configs: the `onnxruntime_gpu` backend on KIND_GPU with ONNX
-Runtime's TensorRT provider (precision per engine), beside the CPU `onnxruntime` backend."""
+"""The GPU model repositories as configs: the `onnxruntime_gpu` backend on KIND_GPU (ONNX Runtime's
+CUDA provider running the graph as the precision policy typed it), beside the CPU `onnxruntime`
+backend; the precisions each backend serves."""
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from vhs.export.backends import BACKENDS, ORT_TENSORRT_CACHE_DIR
+from vhs.export.backends import BACKENDS
 from vhs.export.repository import Scheduling, engine_config
 
 ENGINE = {
@@ -21,25 +22,20 @@ def config_of(name, backend, precision):
     return text_format.Parse(text_format.MessageToString(config), mc.ModelConfig())
 
 
-def test_gpu_onnxruntime_config_runs_on_the_gpu_through_tensorrt():
+def test_gpu_onnxruntime_config_runs_the_typed_graph_on_the_gpu():
     config = config_of("dit_prefix", "onnxruntime_gpu", "fp16")
     assert config.backend == "onnxruntime" and config.default_model_filename == "model.onnx"
     assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
     assert config.instance_group[0].count == 2
-    (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
-    assert accelerator.name == "tensorrt"
-    assert accelerator.parameters["precision_mode"] == "FP16"
-    assert accelerator.parameters["trt_engine_cache_enable"] == "1"
-    assert accelerator.parameters["trt_engine_cache_path"] == f"{ORT_TENSORRT_CACHE_DIR}/dit_prefix"
-    assert int(accelerator.parameters["max_workspace_size_bytes"]) >= 1 << 30
+    # No TensorRT provider deciding precisions per layer on its own: the graph carries the policy.
+    assert not config.HasField("optimization")
+    assert BACKENDS["onnxruntime_gpu"].typed_graph
 
 
-def test_the_vae_is_fp32_on_the_gpu_and_cpu_configs_have_no_accelerator():
-    vae = config_of("vae_decoder", "onnxruntime_gpu", "fp32")
-    assert (
-        vae.optimization.execution_accelerators.gpu_execution_accelerator[0].parameters["precision_mode"]
-        == "FP32"
-    )
+def test_each_backend_serves_only_the_precisions_it_can():
+    assert BACKENDS["onnxruntime_gpu"].precisions == ("fp32", "fp16")
+    assert BACKENDS["tensorrt_plan"].precisions == ("fp32", "fp16", "bf16")
+    assert BACKENDS["python"].precisions == BACKENDS["onnxruntime"].precisions == ("fp32",)
     cpu = config_of("vae_decoder", "onnxruntime", "fp32")
     assert cpu.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
     assert not cpu.HasField("optimization")
