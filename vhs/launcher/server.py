@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from vhs import protocol as P
 from vhs.runtime.engine_guard import ENGINE_TOKEN_ENV
 
 from .install import DEFAULT_BUILD_DIR, TritonInstall, find_system_server, prepare_bundled_server
@@ -181,7 +182,15 @@ class TritonServer:
             f"--grpc-restricted-protocol={','.join(RESTRICTED_APIS)}:{ADMIN_KEY_HEADER}={self.admin_key}",
         ]
         if self.model_control_mode == "explicit":
-            args.append("--load-model=*")
+            # The engines first; the orchestrator once the server is ready (`start`), so that its
+            # warm-up can call them (Triton refuses every inference, BLS too, until it is ready).
+            later = self.models_loaded_after_start()
+            others = sorted(
+                folder.name
+                for folder in self.model_repository.iterdir()
+                if (folder / "config.pbtxt").is_file() and folder.name not in later
+            )
+            args += [f"--load-model={name}" for name in others] if later else ["--load-model=*"]
         if install.cache_dir.is_dir():
             args.append(f"--cache-directory={install.cache_dir}")
         if not _has_nvidia_gpu():
@@ -209,11 +218,42 @@ class TritonServer:
             )
         try:
             self._wait_until_ready()
+            for name in self.models_loaded_after_start():
+                self._load_model(name)
         except BaseException:
             self.stop()
             raise
         self.startup_s = time.perf_counter() - started
         return self
+
+    def models_loaded_after_start(self) -> list[str]:
+        """The models loaded once the server is ready, in explicit mode: the `vhs` orchestrator, whose
+        warm-up calibrates its latency model through the engines (vhs/runtime/orchestrator.py)."""
+        if self.model_control_mode != "explicit":
+            return []
+        return (
+            [P.ORCHESTRATOR_MODEL]
+            if (self.model_repository / P.ORCHESTRATOR_MODEL / "config.pbtxt").is_file()
+            else []
+        )
+
+    def _load_model(self, name: str) -> None:
+        """Load model `name` through the repository API (blocks until it is loaded and warmed up);
+        raises TritonServerError with Triton's reason and the log when it fails."""
+        request = urllib.request.Request(
+            f"http://{self.http_url}/v2/repository/models/{name}/load",
+            data=b"{}",
+            headers={**self.admin_headers, "Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.ready_timeout_s):
+                return
+        except urllib.error.HTTPError as error:
+            reason = error.read().decode(errors="replace")
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+            reason = str(error)
+        raise TritonServerError(f"model '{name}' did not load: {reason}\n{self.failure_report()}")
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout_s
