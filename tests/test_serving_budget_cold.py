@@ -6,9 +6,9 @@ within its budget, on whichever of the four instances takes it."""
 
 import pytest
 
-from benchmarks.queue_delay import engine_counts
-from client.vhs_client import VHSClient
 from vhs import protocol as P
+from vhs.benchmarks.queue_delay import engine_counts
+from vhs.client.vhs_client import VHSClient
 from vhs.launcher.server import TritonServer
 from vhs.modes import all_engines
 
