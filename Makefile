@@ -8,7 +8,7 @@ EXPORT := $(BUILD)/$(PRESET)
 REPO   ?= $(EXPORT)/model_repository
 SOURCES := $(shell find vhs export model_repository -name '*.py' -o -name '*.json' -o -name '*.safetensors')
 
-.PHONY: setup test test-proportions lint export serve demo bench bench-quick bench-load bench-served-budget eval-shapes evaluator-robustness clean repo-gpu
+.PHONY: setup test test-proportions lint preset export serve demo bench bench-quick bench-load bench-served-budget eval-shapes evaluator-robustness clean repo-gpu
 
 setup: $(VENV)/.installed
 
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: setup
-	$(PYTHON) -m pytest -q -m "not proportions"
+	$(PYTHON) -m pytest -q -m "not proportions" --durations=15
 
 # The `proportions` benchmark preset served end to end vs the reference pipeline (exports it: minutes).
 test-proportions: setup
@@ -32,10 +32,17 @@ lint: setup
 clean:
 	rm -rf $(BUILD)
 
+# The presets made in code (tiny-random, proportions; vhs/presets/build.py) are built by this, once
+# per recipe version, into build/presets; loading one never builds it. `shapes` ships in the package.
+CODE_PRESETS := tiny-random proportions
+preset: setup
+	$(if $(filter $(PRESET),$(CODE_PRESETS)),$(VENV)/bin/vhs-build-preset $(PRESET),@echo "$(PRESET): nothing to build")
+
 # ONNX graphs + Triton model repository of $(PRESET); redone when code or weights change.
 export: $(EXPORT)/manifest.json
 
 $(EXPORT)/manifest.json: $(VENV)/.installed $(SOURCES)
+	$(if $(filter $(PRESET),$(CODE_PRESETS)),$(VENV)/bin/vhs-build-preset $(PRESET))
 	$(VENV)/bin/vhs-export --preset $(PRESET) --output $(EXPORT)
 
 # The main job: real Triton server, one prompt in `vhs` and `clip` mode, images + timing table.
@@ -121,7 +128,7 @@ sample-grid: setup
 
 # Per-candidate FLOPs of every engine and the per-request FLOP ratios of the modes: published models
 # vs $(PRESET) (`make flops PRESET=proportions` for the benchmark preset).
-flops: setup
+flops: preset
 	$(PYTHON) -m vhs.benchmarks.flops $(PRESET)
 
 # --- the `shapes` verifiers (issue 14) ----------------------------------------------------------

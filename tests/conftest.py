@@ -1,6 +1,69 @@
-"""Shared fixtures: the tiny-random preset is built once per session."""
+"""Shared fixtures (the presets made in code, built before the tests read them; the tiny-random
+preset loaded, and exported, once per session) and the check that keeps the `server` marker true.
+
+A test that starts tritonserver (a `tritonserver` process, or `vhs-serve`) without the `server`
+marker fails, so `pytest -m "not server"` never starts one.
+"""
+
+import subprocess
+from pathlib import Path
 
 import pytest
+
+SERVER_PROGRAMS = {"tritonserver", "vhs-serve"}
+SERVER_MODULES = {"vhs.launcher.cli"}  # python -m ...
+_running: dict[str, pytest.Item] = {}
+
+
+def starts_a_server(args) -> bool:
+    """Whether a Popen command line is tritonserver or the launcher (directly or `python -m`)."""
+    words = [args] if isinstance(args, str | bytes | Path) else list(args)
+    words = [str(word) for word in words]
+    if len(words) == 1:
+        words = words[0].split()
+    return any(Path(word).name in SERVER_PROGRAMS or word in SERVER_MODULES for word in words)
+
+
+class ServerMarkerPopen(subprocess.Popen):
+    """subprocess.Popen that fails the running test if it starts a server without the marker."""
+
+    def __init__(self, args, *more, **options):
+        item = _running.get("item")
+        if item is not None and item.get_closest_marker("server") is None and starts_a_server(args):
+            pytest.fail(
+                f"{item.nodeid} starts tritonserver but is not marked `server` "
+                "(pytestmark = pytest.mark.server, or @pytest.mark.server on the test)",
+                pytrace=False,
+            )
+        super().__init__(args, *more, **options)
+
+
+def pytest_configure(config):
+    subprocess.Popen = ServerMarkerPopen
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    # The item whose setup (module-scoped fixtures included), call and teardown are running.
+    _running["item"] = item
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def built_tiny_random():
+    """The tiny-random preset, built (as `vhs-build-preset tiny-random` does) if it is not yet: many
+    tests read it, and loading a preset never builds one."""
+    from vhs.presets.build import build
+
+    return build("tiny-random")
+
+
+@pytest.fixture(scope="session")
+def built_proportions():
+    """The `proportions` benchmark preset, built if it is not yet (a minute on 2 cores)."""
+    from vhs.presets.build import build
+
+    return build("proportions")
 
 
 @pytest.fixture(scope="session")

@@ -70,12 +70,16 @@ def test_shipped_input_data_fits_the_vhs_model_inputs():
         assert entry[P.MODE][0] in mode_names()
 
 
-@pytest.mark.parametrize("preset_name", ["shapes", "proportions"])  # make bench's BENCH_PRESETS
-def test_shipped_prompts_pass_request_validation_of_the_bench_presets(preset_name):
+@pytest.mark.parametrize(  # make bench's BENCH_PRESETS
+    "preset_name", ["shapes", pytest.param("proportions", marks=pytest.mark.slow)]
+)
+def test_shipped_prompts_pass_request_validation_of_the_bench_presets(preset_name, request):
     """perf_analyzer would count INVALID_ARG answers as failed requests: every prompt must be valid."""
     from vhs.presets import load_preset
     from vhs.request import parse_request
 
+    if preset_name == "proportions":
+        request.getfixturevalue("built_proportions")
     preset = load_preset(preset_name)
     for prompt in shipped_prompts():
         for mode in preset.config.modes:

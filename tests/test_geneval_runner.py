@@ -14,6 +14,8 @@ from vhs.launcher.server import TritonServer
 from vhs.shapes.evaluate import score_folder
 from vhs.shapes.prompt_sets import evaluation_prompts
 
+pytestmark = pytest.mark.server  # starts a real tritonserver
+
 
 @pytest.fixture(scope="module")
 def server(exported_tiny):

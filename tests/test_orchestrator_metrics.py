@@ -114,6 +114,7 @@ def counted_all(samples, warm_ups):
     return samples.get(VHS_SUCCESS) == warm_ups + 3 and (answered, failed) == (2, 1)
 
 
+@pytest.mark.server
 def test_the_server_exposes_the_orchestrator_metrics_and_answers_the_charts_probes(exported_tiny):
     with TritonServer(exported_tiny / "model_repository", build_dir="build/triton") as server:
         for path in PROBE_PATHS:

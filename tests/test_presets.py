@@ -105,3 +105,17 @@ def test_modes_listed_in_preset_json_need_their_verifier_folders(tmp_path):
     )
     with pytest.raises(PresetConfigError, match=r"lacks clip_vision/ \(the verifier of mode 'clip'"):
         load_preset_config(write_preset(tmp_path, verifier_path=str(verifier), modes=["clip", "none"]))
+
+
+def test_loading_an_unbuilt_preset_names_the_command_and_writes_nothing(tmp_path, monkeypatch):
+    from vhs.presets import PresetNotBuilt
+    from vhs.presets.build import main as build_main
+
+    monkeypatch.setenv("VHS_CACHE_DIR", str(tmp_path))
+    for load in (load_preset, load_preset_config, preset_folder):
+        with pytest.raises(PresetNotBuilt, match=r"run `vhs-build-preset tiny-random`"):
+            load("tiny-random")
+    assert list(tmp_path.iterdir()) == []
+    assert build_main(["tiny-random"]) == 0
+    assert preset_folder("tiny-random").parent == tmp_path / "presets"
+    assert load_preset_config("tiny-random").name == "tiny-random"

@@ -18,7 +18,7 @@ from vhs.benchmarks.flops import (
 
 
 @pytest.fixture(scope="module")
-def proportions_preset():
+def proportions_preset(built_proportions):
     from vhs.presets import load_preset
 
     return load_preset("proportions")

@@ -143,10 +143,12 @@ def served(tmp_path_factory):
             yield SimpleNamespace(preset_folder=preset_folder, output=output, client=client, loads=loads)
 
 
+@pytest.mark.server  # the `served` fixture starts tritonserver
 def test_export_loads_one_component_at_a_time(served):
     assert served.loads == [{"text_encoder"}, {"transformer"}, {"vae"}, {"connector"}, {"llm"}]
 
 
+@pytest.mark.server  # the `served` fixture starts tritonserver
 def test_served_foreign_preset_equals_the_reference_pipeline(served):
     reference = VHSPipeline(load_preset(served.preset_folder))(PROMPT, 4, 11, "vhs")
     client = served.client
@@ -158,6 +160,7 @@ def test_served_foreign_preset_equals_the_reference_pipeline(served):
         client.generate(PROMPT, 2, 0, "latent")
 
 
+@pytest.mark.server  # the `served` fixture starts tritonserver
 def test_external_data_graphs_are_directories_hashed_whole(served):
     output = served.output
     manifest = json.loads((output / "manifest.json").read_text())

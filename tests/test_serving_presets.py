@@ -33,6 +33,7 @@ def served_client(request, preset, tmp_path_factory):
     else:
         from vhs.export.cli import main as export_main
 
+        request.getfixturevalue(f"built_{name}")
         output = tmp_path_factory.mktemp("export") / name
         assert export_main(["--preset", name, "--output", str(output)]) == 0
     with TritonServer(output / "model_repository", build_dir="build/triton") as server:

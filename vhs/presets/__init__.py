@@ -42,6 +42,7 @@ __all__ = [
     "Preset",
     "PresetConfig",
     "PresetConfigError",
+    "PresetNotBuilt",
     "load_preset",
     "load_preset_config",
     "networks",
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 BUILTIN_PRESETS = ("tiny-random", "shapes", "proportions")
+CODE_PRESETS = ("tiny-random", "proportions")  # made by `vhs-build-preset`, never on load
 # Folder name (also the Preset field) -> the class whose from_pretrained loads it.
 GENERATOR_COMPONENTS = {
     "tokenizer": AutoTokenizer,
@@ -130,20 +132,27 @@ class Preset:
         (folder / PRESET_FILE).write_text(json.dumps(asdict(config), indent=2) + "\n")
 
 
+class PresetNotBuilt(PresetConfigError):
+    """A preset made in code has not been built here; the message names the command that builds it."""
+
+
 def preset_folder(name_or_path: str | os.PathLike) -> Path:
     """Resolve a built-in preset name or a folder path to a folder holding `preset.json`.
 
-    `tiny-random` and `proportions` are built in code on first use (into `$VHS_CACHE_DIR/presets`,
-    default `./build/presets`); `shapes` ships in the package.
+    `shapes` ships in the package. `tiny-random` and `proportions` are made in code by
+    `vhs-build-preset` (vhs/presets/build.py); this only finds them, and raises PresetNotBuilt
+    naming that command when they are not built. Nothing here builds or writes anything.
     """
-    if name_or_path == "tiny-random":
-        from .tiny_random import ensure_tiny_random
+    if name_or_path in CODE_PRESETS:
+        from .build import built_folder
 
-        return ensure_tiny_random()
-    if name_or_path == "proportions":
-        from .proportions import ensure_proportions
-
-        return ensure_proportions()
+        folder = built_folder(str(name_or_path))
+        if not (folder / PRESET_FILE).is_file():
+            raise PresetNotBuilt(
+                f"preset {name_or_path!r} is made in code and not built here: run `vhs-build-preset "
+                f"{name_or_path}` (or `make preset PRESET={name_or_path}`), which writes {folder}"
+            )
+        return folder
     if name_or_path == "shapes":
         return Path(__file__).parent / "shapes"
     folder = Path(name_or_path)

@@ -100,16 +100,21 @@ def build_preset(config: PresetConfig, sizes: ComponentSizes, corpus: list[str],
     )
 
 
+def cache_folder(name: str, version: int) -> Path:
+    """Where a preset built in code lives: `$VHS_CACHE_DIR/presets/<name>-v<version>` (`VHS_CACHE_DIR`
+    defaults to `./build`); a new version is a new folder, so a stale build is never read."""
+    return Path(os.environ.get("VHS_CACHE_DIR", Path.cwd() / "build")) / "presets" / f"{name}-v{version}"
+
+
 def ensure_built(name: str, version: int, build: Callable[[], Preset]) -> Path:
-    """The folder of a preset built in code, built and saved on first use into
-    `$VHS_CACHE_DIR/presets/<name>-v<version>` (`VHS_CACHE_DIR` defaults to `./build`)."""
-    cache = Path(os.environ.get("VHS_CACHE_DIR", Path.cwd() / "build")) / "presets"
-    folder = cache / f"{name}-v{version}"
+    """Build a preset in code and save it into its `cache_folder`, unless it is there already; the
+    folder. Only `vhs-build-preset` (vhs/presets/build.py) calls this: loading never builds."""
+    folder = cache_folder(name, version)
     if not (folder / "preset.json").is_file():
-        cache.mkdir(parents=True, exist_ok=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
         # Write to a temporary sibling and rename, so a concurrent or interrupted build never
         # leaves a half-written preset behind.
-        staging = Path(tempfile.mkdtemp(dir=cache, prefix=f".{name}-"))
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}-"))
         build().save_pretrained(staging)
         try:
             staging.rename(folder)

@@ -16,10 +16,8 @@ dominates a request, as it does on a GPU at 1024 px. Its images are noise: never
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from . import Preset, PresetConfig
-from .builder import ComponentSizes, build_preset, ensure_built
+from .builder import ComponentSizes, build_preset
 from .shapes_builder import tokenizer_corpus
 
 VERSION = 3  # bump when anything below changes, so cached copies are rebuilt
@@ -75,8 +73,3 @@ SIZES = ComponentSizes(
 def build_proportions() -> Preset:
     """Every component in memory, seeded random; nothing is downloaded."""
     return build_preset(CONFIG, SIZES, tokenizer_corpus(), SEED)
-
-
-def ensure_proportions() -> Path:
-    """Build and save the preset once into the cache folder; return the folder."""
-    return ensure_built("proportions", VERSION, build_proportions)

@@ -6,11 +6,9 @@ blocks and l* = 7 so block indices mean what they mean for the real model; width
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..verifier import VERIFIER_QUESTION
 from . import Preset, PresetConfig
-from .builder import ComponentSizes, build_preset, ensure_built
+from .builder import ComponentSizes, build_preset
 
 VERSION = 4  # bump when anything below changes, so cached copies are rebuilt
 SEED = 0
@@ -67,8 +65,3 @@ def build_tiny_random() -> Preset:
     # Non-trivial statistics, so the connector's input normalisation is exercised.
     preset.connector.input_var.uniform_(0.5, 2.0)
     return preset
-
-
-def ensure_tiny_random() -> Path:
-    """Build and save the preset once into the cache folder; return the folder."""
-    return ensure_built("tiny-random", VERSION, build_tiny_random)
