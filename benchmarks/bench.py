@@ -36,10 +36,13 @@ from vhs.modes import GENERATION_CHAIN, MODES
 from vhs.runtime.manifest import MANIFEST_FILE, artifact_bytes, load_manifest
 
 from .bench_tables import (
+    ORCHESTRATOR_BUDGET_MS,
     PAPER_N,
     THROUGHPUT_CONCURRENCY,
     Grid,
     PresetFigures,
+    orchestrator_check,
+    orchestrator_own_ms,
     read_preset_figures,
     write_preset_csvs,
     write_report,
@@ -222,15 +225,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="write the report again from <output>/<preset>/, no measuring",
     )
+    parser.add_argument(
+        "--orchestrator-budget-ms",
+        type=float,
+        default=ORCHESTRATOR_BUDGET_MS,
+        help="fail (exit 1) when the orchestrator's own time per request (N = 4, concurrency 1, any "
+        "mode) is above this",
+    )
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
     if args.report_only:
-        print(
-            write_report(
-                [read_preset_figures(args.output / p) for p in args.presets], args.output, args.machine
-            )
-        )
-        return 0
+        results = [read_preset_figures(args.output / p) for p in args.presets]
+        print(write_report(results, args.output, args.machine))
+        return check_orchestrator(results, args.orchestrator_budget_ms)
     results = []
     for index, preset in enumerate(args.presets):
         grid = QUICK if args.quick else FULL if index == 0 else SECONDARY
@@ -240,7 +247,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(bench_preset(preset, repository, grid, args.output / preset, args.build / "triton"))
     print(write_report(results, args.output, args.machine))
     print(f"wrote {args.output}/bench.md, paper_table.csv, ratios.csv, <preset>/*.csv and the plots")
-    return 0
+    return check_orchestrator(results, args.orchestrator_budget_ms)
+
+
+def check_orchestrator(results: Sequence[PresetFigures], budget_ms: float) -> int:
+    """Print the orchestrator's own time per request of every preset and mode against `budget_ms`;
+    1 when any is above it (the benchmark's guard on the served path's fixed cost), else 0."""
+    own_ms = {
+        (figures.preset, mode): ms for figures in results for mode, ms in orchestrator_own_ms(figures).items()
+    }
+    lines, within = orchestrator_check(own_ms, budget_ms)
+    print(lines)
+    if not within:
+        print(f"FAIL: the orchestrator's own time per request is above {budget_ms:.2f} ms")
+    return 0 if within else 1
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from .perf_analyzer import parse_composing_models, parse_csv_rows
 from .report import (
     BASELINE_MODE,
     ENGINE_COMPUTE,
+    ORCHESTRATOR_STAGE,
     ModeFigures,
     Ratio,
     average_latency_us,
@@ -40,6 +41,9 @@ THROUGHPUT_CONCURRENCY = 4
 TIME_TARGETS = {"shapes": lambda floor: 0.50, "proportions": lambda floor: 1.15 * floor}
 THROUGHPUT_TARGET = 2.0
 SERVED_OVER_IN_PROCESS_TARGET = 1.10
+# The orchestrator's own time per request (the `vhs` model's server time outside its engine calls, the
+# stage split's ORCHESTRATOR_STAGE) at N = PAPER_N, concurrency 1, every mode: its budget (issue 27).
+ORCHESTRATOR_BUDGET_MS = 3.0
 RUN_FILE = "run.json"
 ENGINE_COMPUTE_FILE = "engine_compute.csv"  # each cell's engines' own compute per request (us)
 
@@ -410,3 +414,31 @@ def write_report(results: list[PresetFigures], output: Path, machine: str) -> st
     markdown = "\n\n".join(sections) + "\n"
     (output / "bench.md").write_text(markdown)
     return markdown
+
+
+def orchestrator_own_ms(figures: PresetFigures) -> dict[str, float]:
+    """{mode: the orchestrator's own milliseconds per request} at N = PAPER_N, concurrency 1."""
+    return {
+        mode: next(
+            stage["overhead_ms"]
+            for stage in split_at(figures, mode, PAPER_N, 1)
+            if stage["stage"] == ORCHESTRATOR_STAGE
+        )
+        for mode in figures.grid.modes
+    }
+
+
+def orchestrator_check(
+    own_ms: dict[tuple[str, str], float], budget_ms: float = ORCHESTRATOR_BUDGET_MS
+) -> tuple[str, bool]:
+    """(one line per (preset, mode) with its orchestrator time against `budget_ms`, ok or FAIL;
+    whether every one is within the budget). own_ms: {(preset, mode): ms per request}."""
+    lines, within = [], True
+    for (preset, mode), ms in own_ms.items():
+        ok = ms <= budget_ms
+        within &= ok
+        lines.append(
+            f"orchestrator own time, {preset} {mode} N = {PAPER_N} concurrency 1: {ms:.2f} ms per request "
+            f"(budget {budget_ms:.2f} ms) {'ok' if ok else 'FAIL'}"
+        )
+    return "\n".join(lines), within
