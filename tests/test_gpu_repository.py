@@ -2,10 +2,12 @@
 CUDA provider running the graph as the precision policy typed it), beside the CPU `onnxruntime`
 backend; the precisions each backend serves."""
 
+import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from vhs.export.backends import BACKENDS
+from vhs.export.cli import main as export_main
 from vhs.export.repository import Scheduling, engine_config
 
 ENGINE = {
@@ -32,17 +34,34 @@ def test_gpu_onnxruntime_config_runs_the_typed_graph_on_the_gpu():
     assert BACKENDS["onnxruntime_gpu"].typed_graph
 
 
-def test_each_backend_serves_only_the_precisions_it_can():
-    assert BACKENDS["onnxruntime_gpu"].precisions == ("fp32", "fp16")
-    assert BACKENDS["tensorrt_plan"].precisions == ("fp32", "fp16", "bf16")
-    assert BACKENDS["python"].precisions == BACKENDS["onnxruntime"].precisions == ("fp32",)
-    cpu = config_of("vae_decoder", "onnxruntime", "fp32")
-    assert cpu.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
-    assert not cpu.HasField("optimization")
+@pytest.mark.parametrize(
+    ("backend", "precision"), [("python", "fp16"), ("onnxruntime", "bf16"), ("onnxruntime_gpu", "bf16")]
+)
+def test_an_export_at_a_precision_its_backend_cannot_serve_is_refused(backend, precision, tmp_path, capsys):
+    output = tmp_path / "repository"
+    argv = [
+        "--preset",
+        "tiny-random",
+        "--output",
+        str(output),
+        "--backend",
+        backend,
+        "--precision",
+        precision,
+    ]
+    assert export_main(argv) == 2
+    assert f"--precision {precision} is not available with --backend {backend}" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a partial repository
 
 
-def test_which_backends_run_on_the_gpu():
-    assert {name for name, backend in BACKENDS.items() if backend.on_gpu} == {
+def test_the_gpu_backends_write_gpu_instances_and_the_cpu_ones_cpu_instances():
+    kinds = {name: config_of("vae_decoder", name, "fp32").instance_group[0].kind for name in BACKENDS}
+    assert {name for name, kind in kinds.items() if kind == mc.ModelInstanceGroup.KIND_GPU} == {
         "onnxruntime_gpu",
         "tensorrt_plan",
     }
+    assert {name for name, kind in kinds.items() if kind == mc.ModelInstanceGroup.KIND_CPU} == {
+        "python",
+        "onnxruntime",
+    }
+    assert not config_of("vae_decoder", "onnxruntime", "fp32").HasField("optimization")

@@ -7,7 +7,7 @@ pipeline. (On this machine the "device" memory is a CPU torch tensor; the code p
 import numpy as np
 import pytest
 import torch
-from test_orchestrator import FakeTensor
+from fakes import FakeTensor, engine_manifest
 from torch.utils.dlpack import from_dlpack, to_dlpack
 
 from vhs.best_of_n import BestOfN, run_steps
@@ -111,33 +111,10 @@ class StandInGpuServer:
         return Response(tensors)
 
 
-def manifest_engines(engines):
-    one_value_per_row = {"timestep", "guidance", "question_length", "yes_probability"}
-
-    def spec(name):
-        integer = name in {
-            "input_ids",
-            "attention_mask",
-            "prompt_attention_mask",
-            "question_ids",
-            "question_length",
-        }
-        return {
-            "name": name,
-            "dtype": "int64" if integer else "float32",
-            "shape": [-1] if name in one_value_per_row else [-1, -1],
-        }
-
-    return {
-        name: {"inputs": [spec(i) for i in e.input_names], "outputs": [spec(o) for o in e.output_names]}
-        for name, e in engines.items()
-    }
-
-
 @pytest.mark.parametrize("mode", mode_names())
 def test_device_tensors_go_from_engine_to_engine_without_a_host_copy(tiny_pipeline, tiny_preset, mode):
     server = StandInGpuServer(tiny_pipeline.engines)
-    runner = BLSEngineRunner(server, manifest_engines(tiny_pipeline.engines), on_gpu=True)
+    runner = BLSEngineRunner(server, engine_manifest(tiny_pipeline.engines), on_gpu=True)
     config = tiny_preset.config
     best_of_n = BestOfN(tiny_preset.latent_shape, config.max_timesteps, config.guidance_scale)
     request = parse_request(config, tiny_pipeline.prompt_tokenizer, PROMPT, 4, 3, mode)
@@ -161,6 +138,6 @@ def test_device_tensors_go_from_engine_to_engine_without_a_host_copy(tiny_pipeli
 
 def test_a_cpu_repository_asks_for_no_memory_kind(tiny_pipeline):
     server = StandInGpuServer(tiny_pipeline.engines)
-    runner = BLSEngineRunner(server, manifest_engines(tiny_pipeline.engines))
+    runner = BLSEngineRunner(server, engine_manifest(tiny_pipeline.engines))
     runner("connector", hidden_states=np.zeros((1, 64, 16), np.float32))
     assert server.calls[0][2] is None

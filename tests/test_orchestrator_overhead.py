@@ -151,7 +151,7 @@ def test_the_tally_thread_sends_within_its_interval():
 def test_the_warm_up_request_calibrates_every_served_mode_so_no_budget_request_pays(
     tiny_pipeline, tiny_preset
 ):
-    from test_orchestrator import FakeRequest, make_orchestrator, outputs_of, request_tensors
+    from fakes import FakeRequest, make_orchestrator, outputs_of, request_tensors
 
     from vhs.modes import MODES
     from vhs.protocol import NUM_CANDIDATES_USED
@@ -178,7 +178,7 @@ def test_the_warm_up_request_calibrates_every_served_mode_so_no_budget_request_p
 
 
 def test_the_warm_up_waits_for_engines_that_are_still_loading(tiny_pipeline, tiny_preset):
-    from test_orchestrator import FakeRequest, make_orchestrator, request_tensors
+    from fakes import FakeRequest, make_orchestrator, request_tensors
 
     from vhs.errors import EngineError
 
@@ -199,7 +199,7 @@ def test_the_warm_up_waits_for_engines_that_are_still_loading(tiny_pipeline, tin
 
 
 def test_an_engine_that_never_loads_leaves_the_instance_uncalibrated_not_failed(tiny_pipeline, tiny_preset):
-    from test_orchestrator import make_orchestrator, outputs_of
+    from fakes import make_orchestrator, outputs_of
 
     from vhs.errors import EngineError
 

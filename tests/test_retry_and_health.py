@@ -77,12 +77,16 @@ def test_async_retry_follows_the_same_policy():
     assert asyncio.run(call_with_retry_async(call, FAST)) == "served" and flaky.calls == 2
 
 
-def test_default_delays_grow_are_capped_and_bounded_in_total():
+def test_default_delays_grow_are_capped_and_bounded_in_total(monkeypatch):
     delays = list(RetryPolicy().delays())
     assert len(delays) == 9
     caps = [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0, 4.0]
     assert all(cap / 2 <= delay <= cap for delay, cap in zip(delays, caps, strict=True))
-    assert sum(caps) == 23.75
+    # The jitter's extremes: a client waits 11.875 s to 23.75 s in all (RetryPolicy's promise).
+    monkeypatch.setattr("vhs.client.retry.random.uniform", lambda low, high: high)
+    assert sum(RetryPolicy().delays()) == 23.75
+    monkeypatch.setattr("vhs.client.retry.random.uniform", lambda low, high: low)
+    assert sum(RetryPolicy().delays()) == 11.875
     with pytest.raises(ValueError, match="attempts"):
         RetryPolicy(attempts=0)
 
