@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from vhs.launcher.server import TritonServer
 from vhs.shapes import evaluate, parse_prompt
 
-from .contact_sheet import contact_sheet
+from .contact_sheet import caption_font, contact_sheet
 from .vhs_client import GenerationResult, VHSClient
 
 MODES = ("vhs", "clip")
@@ -107,7 +107,7 @@ def side_by_side(sheets: dict[str, Image.Image], prompt: str) -> Image.Image:
     draw = ImageDraw.Draw(figure)
     top = 0
     for mode, sheet in sheets.items():
-        draw.text((4, top + 5), f'{mode} verifier: "{prompt}"', fill="black")
+        draw.text((4, top + 4), f'{mode} verifier: "{prompt}"', fill="black", font=caption_font())
         figure.paste(sheet, (0, top + title_height))
         top += sheet.height + title_height
     return figure

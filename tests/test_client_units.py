@@ -1,4 +1,5 @@
-"""Client pieces that need no server: request encoding, the printed table, the contact sheet."""
+"""Client pieces that need no server: request encoding, the printed table, the contact sheet and
+the demo's picture."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc
 import tritonclient.http
+from PIL import Image
 
 from vhs import protocol as P
 from vhs.client.cli import format_result
@@ -17,6 +19,7 @@ from vhs.client.contact_sheet import (
     SELECTED_COLOR,
     contact_sheet,
 )
+from vhs.client.demo import side_by_side
 from vhs.client.vhs_client import GenerationResult, ImageRequest, build_inputs, request_parameters
 
 
@@ -131,3 +134,21 @@ def test_contact_sheet_names_the_bad_field():
         contact_sheet(np.zeros((2, 8, 8, 3), np.uint8), np.array([0.5, 0.5]), selected=2)
     with pytest.raises(ValueError, match="N = 0"):
         contact_sheet(np.zeros((0, 8, 8, 3), np.uint8), np.array([]), selected=0)
+
+
+def blank_runs(ink: np.ndarray) -> list[int]:
+    """Widths of the runs of columns without ink between the first and the last inked column."""
+    columns = np.flatnonzero(ink)
+    edges = np.flatnonzero(np.diff(ink[columns[0] : columns[-1] + 1].astype(int)))
+    return [int(end - start) for start, end in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def test_the_demo_title_keeps_the_space_between_words():
+    """The title line shows a gap of at least 3 px for each of its spaces. Pillow's default 10 px font
+    drew a space 2 px wide, no wider than the gap between two letters: it read "a photoof twocircles"."""
+    sheet = Image.new("RGB", (300, 40), "white")
+    figure = np.asarray(side_by_side({"vhs": sheet}, "a photo of two circles").convert("L"))
+    title_line = figure[: figure.shape[0] - sheet.height]
+    gaps = blank_runs((title_line < 160).any(axis=0))
+    spaces = 'vhs verifier: "a photo of two circles"'.count(" ")
+    assert sum(gap >= 3 for gap in gaps) >= spaces, sorted(gaps, reverse=True)
