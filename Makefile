@@ -71,14 +71,23 @@ bench-served-budget: export
 	$(PYTHON) -m vhs.benchmarks.served_budget --model-repository $(REPO) --output out/served-budget \
 		--build-dir $(BUILD)/triton
 
-# Inside the serving image (deploy/Dockerfile) on a GPU host: the GPU model repository of $(PRESET)
-# in $(EXPORT): TensorRT plans in GPU_PRECISION (the VAE stays fp32), each checked against ONNX
-# Runtime; GPU_BACKEND=onnxruntime_gpu writes the simpler ONNX Runtime repository (TensorRT/CUDA providers).
+# On a GPU host with TensorRT (the export image, deploy/Dockerfile.export, runs the same vhs-export):
+# the GPU model repository of $(PRESET) in $(EXPORT), under the precision policy (export/precision.py):
+# TensorRT plans in GPU_PRECISION, each checked against ONNX Runtime; GPU_BACKEND=onnxruntime_gpu
+# writes graphs typed by the policy for ONNX Runtime's CUDA provider (fp32 or fp16).
 GPU_BACKEND   ?= tensorrt_plan
 GPU_PRECISION ?= fp16
 repo-gpu:
 	$(VENV)/bin/vhs-export --preset $(PRESET) --output $(EXPORT) --backend $(GPU_BACKEND) \
 		--precision $(GPU_PRECISION)
+
+# The first GPU host's proof (docs/gpu-deployment.md), pip packages only, < 10 min: the reference
+# pipeline on CUDA in the precision policy vs fp32 on the CPU; the served GPU path vs the CPU server
+# (where a GPU tritonserver with its ONNX Runtime backend is present); TensorRT plans vs ONNX Runtime
+# (where TensorRT imports). One table; each check skipped with its reason where it cannot run.
+.PHONY: gpu-smoke
+gpu-smoke: setup
+	$(PYTHON) -m vhs.benchmarks.gpu_smoke
 
 # Load and fault figures of the served path (docs/operations.md): steady load, kill -9 of engine stubs
 # under load, an overload burst, abandoned requests, hostile inputs, memory; loopback only, ~2 min.

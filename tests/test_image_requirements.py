@@ -92,6 +92,7 @@ def resolutions():
         return {image: future.result() for image, future in futures.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("image", IMAGES)
 def test_each_image_resolves_for_its_python_and_platform(resolutions, image):
     requirements, python, absent = IMAGES[image]
@@ -143,6 +144,7 @@ def test_image_pins_agree_with_pyproject():
                 )
 
 
+@pytest.mark.slow
 def test_the_check_rejects_what_an_images_python_cannot_install(tmp_path):
     """The check can fail: diffusers 0.42.1 needs Python >= 3.11, so Python 3.10 (NGC Triton 24.10's)
     cannot have it."""
