@@ -51,7 +51,8 @@ def require_tensorrt() -> str:
         raise TensorRTUnavailable(
             f"--trt needs TensorRT on a GPU host ({type(error).__name__}: {error}); use the export "
             "image (deploy/Dockerfile.export: NGC TensorRT 25.11, the TensorRT of the serving image's "
-            "Triton 25.11)"
+            "Triton 25.11) or install that TensorRT from NVIDIA's index (pip install --extra-index-url "
+            "https://pypi.nvidia.com tensorrt-cu13==10.14.1.48)"
         ) from None
     return tensorrt.__version__
 

@@ -100,7 +100,7 @@ _TYPES = {
     "complex_human_instruction": (bool, list),
     "modes": list,
     "score_rule": str,
-    "engine_max_batch": dict,
+    "engine_max_batch": (dict, list),  # {engine: rows}; a list of [engine, rows] pairs as asdict writes it
 }
 
 
