@@ -214,3 +214,35 @@ def test_an_engine_that_never_loads_leaves_the_instance_uncalibrated_not_failed(
     assert time.monotonic() - started < 10
     assert outputs_of(response)["IMAGE"].shape == (32, 32, 3), "Triton's warm-up gets a valid answer"
     assert not orchestrator.budget.model.is_calibrated("vhs", orchestrator.config.max_candidates)
+
+
+def test_a_server_that_is_not_ready_yet_is_not_waited_for(tiny_pipeline, tiny_preset):
+    """Without the launcher's load order every model loads at once and Triton answers BLS with
+    'Server not ready' until all are loaded: the warm-up gives up at once (no 120 s wait), loads
+    the instance uncalibrated, and a later budget request calibrates it."""
+    from fakes import make_orchestrator, outputs_of
+
+    from vhs.errors import EngineError
+
+    orchestrator = make_orchestrator(tiny_pipeline, tiny_preset, [])
+    bls = orchestrator.engines
+
+    def server_not_ready(engine, **inputs):
+        raise EngineError(f"engine model '{engine}' failed: Server not ready", False)
+
+    orchestrator.engines = server_not_ready
+    started = time.monotonic()
+    response = orchestrator.warm_up()
+    assert time.monotonic() - started < 5
+    assert outputs_of(response)["IMAGE"].shape == (32, 32, 3)
+    assert not orchestrator.budget.model.is_calibrated("vhs", orchestrator.config.max_candidates)
+    orchestrator.engines = bls
+    answered = orchestrator.execute([_budget_request()])[0]
+    assert not answered.has_error()
+    assert orchestrator.budget.model.is_calibrated("vhs", orchestrator.config.max_candidates)
+
+
+def _budget_request():
+    from fakes import FakeRequest, request_tensors
+
+    return FakeRequest(request_tensors(budget_ms=1e6))

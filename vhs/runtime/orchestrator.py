@@ -106,10 +106,12 @@ class Orchestrator:
         """Answer one of Triton's warm-up requests (the model is not ready yet, no client waits):
         calibrate the latency model of every served mode through the engines (vhs/runtime/budget.py),
         so that no budget request pays for a calibration, and make each engine's first BLS calls (the
-        slow ones) here rather than in a client's request. Triton loads the models side by side, so
-        an engine still loading is waited for, up to `engines_timeout_s`; if one never comes, the
-        instance loads uncalibrated (its first budget request of a mode calibrates it, as without
-        a warm-up) and the failure is left to the engine's own load."""
+        slow ones) here rather than in a client's request. The launcher loads this model once the
+        server is ready (vhs/launcher/server.py); an engine still loading is waited for, up to
+        `engines_timeout_s`. When the engines cannot be reached (a server that loads every model at
+        once refuses all inference, BLS too, until it is ready) or anything else fails, the instance
+        loads uncalibrated: its first budget request of a mode calibrates it, as without a warm-up,
+        and an engine's own failure is left to that engine's load."""
         generation = parse_request(self.config, self.prompt_tokenizer, WARMUP_PROMPT)
         try:
             deadline = time.monotonic() + engines_timeout_s
@@ -118,7 +120,7 @@ class Orchestrator:
                 run_steps(self.best_of_n.steps(probe), partial(self._once_ready, deadline))
                 self.budget.calibrate(probe, self.engines)
             output = run_steps(self.best_of_n.steps(generation), self.engines)
-        except EngineError:
+        except Exception:  # never fail the model's load over its calibration
             output = GenerationOutput(np.zeros(self.image_shape, np.uint8), np.zeros(0, np.float32), 0)
         return self.write_response(generation, output)
 
