@@ -14,7 +14,7 @@ candidate; the visual-token counts as a proportion of the DiT's tokens. The per-
 each mode follow from the mode table (`vhs/modes.py`): the text encoder once, the stages a mode runs
 on every candidate N times, the winner's stages once.
 
-    python benchmarks/flops.py shapes         # `make flops` (PRESET=proportions for that preset)
+    python -m vhs.benchmarks.flops shapes     # `make flops` (PRESET=proportions for that preset)
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 preset loaded, and exported, once per session) and the check that keeps the `server` marker true.
 
 A test that starts tritonserver (a `tritonserver` process, or `vhs-serve`) without the `server`
-marker fails, so `pytest -m "not server"` never starts one.
+marker fails, so `pytest -m "not server"` never starts one. A test that reads one of the session's
+exports (SLOW_FIXTURES) is `slow`: the export takes a minute or two on 2 cores.
 """
 
 import subprocess
@@ -12,6 +13,8 @@ import pytest
 
 SERVER_PROGRAMS = {"tritonserver", "vhs-serve"}
 SERVER_MODULES = {"vhs.launcher.cli"}  # python -m ...
+# Fixtures whose first use costs a minute or more: the tests that take them are marked `slow`.
+SLOW_FIXTURES = {"exported_tiny", "exported_shapes", "built_proportions"}
 _running: dict[str, pytest.Item] = {}
 
 
@@ -40,6 +43,12 @@ class ServerMarkerPopen(subprocess.Popen):
 
 def pytest_configure(config):
     subprocess.Popen = ServerMarkerPopen
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -5,6 +5,7 @@ tokens spliced in at the image token of the chat-templated question."""
 
 import json
 
+import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
@@ -132,6 +133,7 @@ def preset_with_verifier(folder, verifier, **settings_changes):
     return load_preset(folder)
 
 
+@pytest.mark.slow  # converts and runs two checkpoints
 def test_converted_hidden_state_verifier_equals_llava_forward(tmp_path):
     checkpoint = tmp_path / "vhs-hidden-verifier"
     llm, tokenizer, projector = save_authors_checkpoint(checkpoint, DIT_WIDTH, tie_word_embeddings=False)
@@ -172,6 +174,7 @@ def test_converted_hidden_state_verifier_equals_llava_forward(tmp_path):
         assert pipeline(PROMPT, 2, 0, "vhs").scores.shape == (2,)
 
 
+@pytest.mark.slow  # converts and runs two checkpoints
 def test_both_checkpoints_convert_into_one_folder_each_with_its_own_llm(tmp_path):
     """The CLIP baseline converted next to the hidden-state verifier: one folder serves both modes,
     and the clip mode scores with the CLIP checkpoint's LLM."""

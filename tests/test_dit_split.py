@@ -57,6 +57,7 @@ def sana_sprint_one_step(preset, noise, output_type):
     return output, prompt_embeds, prompt_mask
 
 
+@pytest.mark.slow  # the full diffusers pipeline per case
 @pytest.mark.parametrize("split_block", [0, 7, 18, 19])
 @pytest.mark.parametrize("batch", [1, 4])
 def test_suffix_of_prefix_equals_sana_sprint_pipeline(tiny_preset, split_block, batch):

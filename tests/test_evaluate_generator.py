@@ -1,8 +1,11 @@
 """The generator's scorer: Best-of-1 judges candidate 0, the oracle Best-of-N and the mean every candidate."""
 
+import pytest
+
 from vhs.train import evaluate_generator
 
 
+@pytest.mark.slow  # runs the tiny pipeline on every candidate it judges
 def test_oracle_sees_all_n_candidates_and_best_of_1_only_the_first(tiny_pipeline, monkeypatch):
     judged = []
 

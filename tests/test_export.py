@@ -173,6 +173,7 @@ def without_tensorrt(tmp_path_factory, monkeypatch):
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow), os.environ.get("PYTHONPATH", "")])}
 
 
+@pytest.mark.slow  # vhs-export in a fresh Python
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -194,6 +195,7 @@ def test_bad_export_arguments_give_one_error_line_and_leave_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # vhs-export in a fresh Python
 def test_unwritable_output_folder_is_one_error_line(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -203,6 +205,7 @@ def test_unwritable_output_folder_is_one_error_line(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
+@pytest.mark.slow  # vhs-export in a fresh Python
 def test_missing_tensorrt_says_how_to_get_it(without_tensorrt):
     with pytest.raises(TensorRTUnavailable, match="pypi.nvidia.com"):
         require_tensorrt()

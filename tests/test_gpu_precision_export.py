@@ -30,6 +30,7 @@ def cast_targets(model):
     ]
 
 
+@pytest.mark.slow  # exports a repository
 def test_each_engine_carries_the_policy_and_its_check(fp16_repository):
     manifest = json.loads((fp16_repository / "manifest.json").read_text())
     engines = manifest["engines"]
@@ -51,6 +52,7 @@ def test_each_engine_carries_the_policy_and_its_check(fp16_repository):
     assert "KIND_GPU" in config and "tensorrt" not in config  # ONNX Runtime's CUDA provider, as typed
 
 
+@pytest.mark.slow  # exports a repository
 def test_the_served_connector_is_typed_fp16_where_the_policy_says_and_runs(fp16_repository):
     """The connector's typed graph: fp16 operands for its two weight GEMMs, fp32 around them. (ONNX
     Runtime's CPU provider runs it too, upcasting what it has no fp16 kernel for: only the CUDA

@@ -237,6 +237,7 @@ def test_abandoned_request_stops_under_the_async_driver_too(served):
 # --- BUDGET_MS -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # calibrates the latency model
 def test_first_budget_request_calibrates_the_mode_then_serves_the_reference_at_its_n(served, tiny_pipeline):
     """Calibration: the request's mode at N = 1 and N = max_candidates, CALIBRATION_ROUNDS times each,
     before the request itself; the next budget request of the mode goes straight to its engines."""
@@ -259,6 +260,7 @@ def test_first_budget_request_calibrates_the_mode_then_serves_the_reference_at_i
     assert len(served.calls) == per_request
 
 
+@pytest.mark.slow  # calibrates the latency model
 @pytest.mark.parametrize("driver", ["sync", "async"])
 def test_budget_n_is_the_latency_models_choice_and_its_result_the_reference_at_that_n(
     served, tiny_pipeline, driver
@@ -285,6 +287,7 @@ def test_budget_n_is_the_latency_models_choice_and_its_result_the_reference_at_t
     np.testing.assert_allclose(outputs[P.SCORES], reference.scores, rtol=1e-6)
 
 
+@pytest.mark.slow  # calibrates the latency model
 def test_a_budget_below_one_candidate_is_served_at_n_1_with_its_prediction(served):
     outputs = outputs_of(served.orchestrator.execute([FakeRequest(request_tensors(budget_ms=1e-3))])[0])
     assert outputs[P.NUM_CANDIDATES_USED].tolist() == [1]

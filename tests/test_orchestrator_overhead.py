@@ -148,6 +148,7 @@ def test_the_tally_thread_sends_within_its_interval():
 # --- the warm-up calibrates the latency model (BUDGET_MS from the first request) ---------------------
 
 
+@pytest.mark.slow  # calibrates every mode
 def test_the_warm_up_request_calibrates_every_served_mode_so_no_budget_request_pays(
     tiny_pipeline, tiny_preset
 ):
@@ -177,6 +178,7 @@ def test_the_warm_up_request_calibrates_every_served_mode_so_no_budget_request_p
     assert refused.error().code() == "INVALID_ARG"
 
 
+@pytest.mark.slow  # calibrates every mode
 def test_the_warm_up_waits_for_engines_that_are_still_loading(tiny_pipeline, tiny_preset):
     from fakes import FakeRequest, make_orchestrator, request_tensors
 

@@ -84,6 +84,7 @@ def scaled_dit(tmp_path_factory):
     return model, feed, activation_ranges(model, [feed])
 
 
+@pytest.mark.slow  # runs scaled graphs in ONNX Runtime
 def test_the_scaled_dit_reaches_beyond_fp16_where_the_policy_protects(scaled_dit):
     model, _, ranges = scaled_dit
     reduced = set(reduced_nodes(model))
@@ -116,6 +117,7 @@ def previous_rule(model):
     return keep | {n.name for n in model.graph.node if sums & set(n.input)}
 
 
+@pytest.mark.slow  # runs scaled graphs in ONNX Runtime
 def test_fp16_without_the_policy_overflows(scaled_dit):
     model, feed, _ = scaled_dit
     assert not check_policy(model, feed, "fp16", fp32=[]).finite  # every node in fp16
@@ -125,6 +127,7 @@ def test_fp16_without_the_policy_overflows(scaled_dit):
     assert not check_policy(model, feed, "fp16", fp32=fp32_nodes(model)).finite
 
 
+@pytest.mark.slow  # runs scaled graphs in ONNX Runtime
 def test_the_policy_keeps_the_dit_finite_and_close_to_fp32(scaled_dit):
     model, feed, ranges = scaled_dit
     wide = wide_gemms(model, ranges)
@@ -149,6 +152,7 @@ def scaled_text_encoder(tmp_path_factory):
     return export_scaled(TEXT_ENCODER, preset, inputs, tmp_path_factory.mktemp("scaled-te")), feed
 
 
+@pytest.mark.slow  # runs scaled graphs in ONNX Runtime
 def test_the_text_encoder_runs_fp32_or_bf16_never_fp16(scaled_text_encoder):
     model, feed = scaled_text_encoder
     ranges = activation_ranges(model, [feed])

@@ -79,6 +79,7 @@ def test_init_verifier_preset_serves_only_the_verifier_it_holds(foreign):
         pipeline(PROMPT, 2, 0, "clip")
 
 
+@pytest.mark.slow  # diffusers' pipeline on two foreign folders
 def test_reference_pipeline_equals_diffusers_on_the_foreign_folder(foreign):
     generator, preset_folder = foreign
     result = VHSPipeline(load_preset(preset_folder))(PROMPT, 3, 7, "vhs", return_candidates=True)
@@ -89,6 +90,7 @@ def test_reference_pipeline_equals_diffusers_on_the_foreign_folder(foreign):
     )
 
 
+@pytest.mark.slow  # diffusers' pipeline on two foreign folders
 def test_bf16_checkpoint_runs_in_bf16_as_diffusers_does(foreign, tmp_path):
     """torch_dtype bfloat16: every component in bf16, embeddings cast to the DiT's dtype as diffusers does."""
     generator, preset_folder = foreign

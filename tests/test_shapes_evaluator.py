@@ -91,6 +91,7 @@ def test_random_scenes_are_seed_deterministic_and_never_overlap():
                 assert apart > 0
 
 
+@pytest.mark.slow  # hundreds of rendered scenes
 def test_detection_and_caption_of_random_scenes_equal_the_ground_truth():
     rng = np.random.default_rng(1)
     for _ in range(RANDOM_SCENES):
@@ -212,6 +213,7 @@ def test_positions_use_box_centres_as_geneval_does():
     assert np.abs(np.subtract(detected.center, truth.center)).max() * 64 < 0.3  # pixels
 
 
+@pytest.mark.slow  # hundreds of rendered scenes
 @pytest.mark.parametrize("kind", [kind for kind, (_, required) in KINDS.items() if required is not None])
 def test_evaluator_agrees_with_the_construction_on_what_generators_draw(kind):
     """Blur, noise, off-palette colour, JPEG, ragged edges, touching objects, objects cut by the

@@ -76,6 +76,7 @@ def test_overall_score_is_the_mean_of_task_scores_not_of_images(tmp_path):
     assert summary["overall"] == 0.5
 
 
+@pytest.mark.slow  # renders and scores the evaluation prompts
 def test_cli_renders_reference_images_and_scores_them_all_correct(tmp_path, capsys):
     assert main(["render-reference", str(tmp_path), "--samples", "1"]) == 0
     assert len(list(tmp_path.iterdir())) == 553

@@ -41,6 +41,7 @@ def test_shapes_pipeline_generates_64px_images_that_depend_on_the_seed(shapes_pr
     assert not np.array_equal(first, second)
 
 
+@pytest.mark.slow  # the shapes preset in diffusers / counted FLOPs
 def test_shapes_preset_runs_unchanged_in_sana_sprint_pipeline(shapes_preset):
     """One step of diffusers' SanaSprintPipeline gives the latent of the served split."""
     preset = shapes_preset
@@ -71,6 +72,7 @@ def test_shapes_preset_runs_unchanged_in_sana_sprint_pipeline(shapes_preset):
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow  # the shapes preset in diffusers / counted FLOPs
 def test_shapes_flop_proportions_are_within_2x_of_the_published_models(shapes_preset):
     from vhs.benchmarks.flops import (
         NOT_SIZED_FOR,

@@ -24,6 +24,7 @@ def table():
     return {row.name: row for row in rows}, parts
 
 
+@pytest.mark.slow  # sizes the published models
 def test_the_published_engines_fit_one_80_gb_gpu_with_the_recorded_limits(table):
     rows, parts = table
     assert parts["engines"] + parts["pool"] + parts["contexts"] + parts["free_margin"] <= GPU_BYTES
@@ -34,6 +35,7 @@ def test_the_published_engines_fit_one_80_gb_gpu_with_the_recorded_limits(table)
     assert sana_sprint_config("g", "v").max_batch(DIT_PREFIX) == MAX_CANDIDATES
 
 
+@pytest.mark.slow  # sizes the published models
 def test_the_table_is_the_published_models(table):
     rows, _ = table
     # Gemma-2-2B in fp32 (the policy's text encoder for fp16), 2.61 B parameters.

@@ -19,6 +19,7 @@ def table():
     return load_support_table()
 
 
+@pytest.mark.slow  # exports every graph of two presets
 @pytest.mark.parametrize("name", all_engines())
 @pytest.mark.parametrize("preset", ["tiny-random", "shapes"])
 def test_every_exported_graph_of_every_preset_is_tensorrt_ready(request, table, preset, name):

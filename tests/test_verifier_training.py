@@ -47,6 +47,7 @@ def tiny_data(tmp_path_factory):
     patch.undo()
 
 
+@pytest.mark.slow  # generates candidates and trains
 def test_the_dataset_holds_what_the_served_path_computes(tiny_data, tiny_preset, tiny_pipeline):
     shard = load_file(str(tiny_data / "train" / "shard_0000.safetensors"))
     prompts = verifier_data.split_prompts("train")[:2]
@@ -112,6 +113,7 @@ def test_best_of_n_takes_the_highest_score_among_the_first_n():
     assert best_of_n(scores, passed, ["colors", "colors"], 3)["overall"] == 0.0
 
 
+@pytest.mark.slow  # generates candidates and trains
 def test_trained_weights_score_as_the_served_scorer(tiny_data, tiny_preset, tmp_path, monkeypatch):
     monkeypatch.setattr(verifier_training, "PRIOR_STEPS", 3)
     monkeypatch.setattr(verifier_training, "ALIGN_STEPS", 3)
@@ -146,6 +148,7 @@ def test_trained_weights_score_as_the_served_scorer(tiny_data, tiny_preset, tmp_
     assert served.item() == pytest.approx(float(scores[0]), abs=1e-6)
 
 
+@pytest.mark.slow  # generates candidates and trains
 def test_training_runs_under_torchrun_with_equal_replicas(tiny_data, tiny_preset, tmp_path):
     """Two processes (DDP over gloo) train a few steps of every stage; the script checks that both
     replicas hold the same parameters at the end and fails otherwise."""
