@@ -140,40 +140,58 @@ sample-grid: setup
 flops: preset
 	$(PYTHON) -m vhs.benchmarks.flops $(PRESET)
 
-# --- the `shapes` verifiers (issue 14) ----------------------------------------------------------
+# --- the `shapes` verifiers (docs/training.md) ----------------------------------------------------
 .PHONY: verifier-data train-verifier verifier-study eval-verifiers bench-budget
 VERIFIERS := $(BUILD)/train/verifiers
-# One thread per process: on 2 cores, torch's default threads only fight each other.
+VERIFIER_DATA := $(BUILD)/train/verifier_data
+# One thread per process: on 2 cores, two single-threaded processes beat one with two threads.
 TRAIN_ENV := OMP_NUM_THREADS=1
+DATA_SPLITS := train validation evaluation
 
-# Candidates of the shipped generator for the train, validation and evaluation prompt splits, labelled
-# by the shapes evaluator (resumes shard by shard).
-verifier-data: setup
-	for split in train validation evaluation; do \
-		$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier_data --split $$split || exit 1; done
+# Candidates of the shipped generator for a prompt split, labelled by the shapes evaluator: two
+# processes share the shards, each shard is written whole, so an interrupted run resumes. The data
+# card (data_card.json) is written once every shard exists (~45 min for all three splits on 2 cores).
+$(DATA_SPLITS:%=$(VERIFIER_DATA)/%/data_card.json): $(VERIFIER_DATA)/%/data_card.json: | setup
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier_data --split $* --shards 0::2 & \
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier_data --split $* --shards 1::2; status=$$?; \
+	wait $$! && test $$status -eq 0
+	test -f $@
+verifier-data: $(DATA_SPLITS:%=$(VERIFIER_DATA)/%/data_card.json)
 
-# VHS at l* = 7 and both baselines, each with its own LLM (language prior shared): AE latent, and
-# CLIP on the project's contrastively pre-trained tower.
-train-verifier: verifier-data
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads hidden_states_l7 --out $(VERIFIERS)/vhs_l7
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads denoised_latents --out $(VERIFIERS)/latent
+# One verifier: stages 0-2 of vhs.train.verifier (the loss and the reader as chosen on validation,
+# docs/training.md), timed in its metrics.json; a finished verifier is not trained again.
+$(VERIFIERS)/vhs_l%/metrics.json: $(VERIFIER_DATA)/train/data_card.json $(VERIFIER_DATA)/validation/data_card.json
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads hidden_states_l$* --out $(@D)
+$(VERIFIERS)/latent/metrics.json: $(VERIFIER_DATA)/train/data_card.json $(VERIFIER_DATA)/validation/data_card.json
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads denoised_latents --out $(@D)
+$(VERIFIERS)/clip_tower/clip_vision/config.json: $(VERIFIER_DATA)/train/data_card.json
 	$(TRAIN_ENV) $(PYTHON) -m vhs.train.clip_tower --out $(VERIFIERS)/clip_tower
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads images --out $(VERIFIERS)/clip
-	$(PYTHON) -m vhs.train.assemble_verifiers --verifiers $(VERIFIERS)
+$(VERIFIERS)/clip/metrics.json: $(VERIFIERS)/clip_tower/clip_vision/config.json $(VERIFIER_DATA)/validation/data_card.json
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads images --out $(@D)
 
-# The paper's layer study (h1, h5, h9, h19 beside h7) and loss study at l* = 7 (XE, focal).
-verifier-study: train-verifier
-	for block in 1 5 9 19; do $(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier \
-		--reads hidden_states_l$$block --out $(VERIFIERS)/vhs_l$$block || exit 1; done
-	for loss in xe focal; do $(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads hidden_states_l7 \
+# The shipped verifiers, end to end (`make -j2 train-verifier` trains two at a time): VHS at
+# l* = 7 and both baselines (AE latent; CLIP on the project's contrastively pre-trained tower), each
+# with its own LLM (language prior shared); written into the preset with their metrics and the
+# data cards; then the validation table they were chosen on.
+train-verifier: $(VERIFIERS)/vhs_l7/metrics.json $(VERIFIERS)/latent/metrics.json $(VERIFIERS)/clip/metrics.json
+	$(PYTHON) -m vhs.train.assemble_verifiers --verifiers $(VERIFIERS) --data $(VERIFIER_DATA)
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.evaluate_verifiers --split validation --out $(BUILD)/eval-verifiers
+
+# The study behind the choices, on validation: how much of the outcome each representation carries
+# (token-map ceiling and ranking probe for h1 .. h19, z_0, pixels), VHS at the other blocks, and the
+# paper's pointwise loss against the ranking loss at l* = 7.
+verifier-study: $(VERIFIER_DATA)/train/data_card.json $(VERIFIER_DATA)/validation/data_card.json
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.readability --out $(VERIFIERS)/readability.json
+	for block in 1 5 9 19; do $(MAKE) $(VERIFIERS)/vhs_l$$block/metrics.json || exit 1; done
+	for loss in weighted_xe listwise; do $(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads hidden_states_l7 \
 		--loss $$loss --out $(VERIFIERS)/vhs_l7_$$loss || exit 1; done
 
-# Selection quality of every trained verifier on the evaluation split (touched for the final table
-# only); SPLIT=validation gives the table the layer and the loss were chosen on.
+# The evaluation table of the verifiers the preset ships, from its weights alone (the evaluation
+# candidates are generated first where absent: minutes). SPLIT=validation: the table choices were
+# made on. The evaluation split is touched for the final table only.
 SPLIT ?= evaluation
-eval-verifiers: setup
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.evaluate_verifiers $(wildcard $(VERIFIERS)/vhs_l* $(VERIFIERS)/latent $(VERIFIERS)/clip) \
-		--split $(SPLIT) --out $(BUILD)/eval-verifiers/$(SPLIT).json
+eval-verifiers: $(VERIFIER_DATA)/$(SPLIT)/data_card.json
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.evaluate_verifiers --split $(SPLIT) --out $(BUILD)/eval-verifiers
 
 # The paper's matched-budget table through the served path (CLIP Best-of-2/4/6 request times as the
 # budgets), scores from make eval-verifiers; table, CSV and plot in out/budget.

@@ -60,8 +60,8 @@ BATCH_SIZE = 64  # stages 0 and 1: texts / candidates per step
 # order), a pointwise loss among all.
 BATCH_PROMPTS, CANDIDATES_PER_STEP = 16, 8
 PRIOR_STEPS, PRIOR_LR = 300, 2e-3
-ALIGN_STEPS, ALIGN_LR = 150, 2e-3
-FINETUNE_STEPS, FINETUNE_LR = 400, 5e-4
+ALIGN_STEPS, ALIGN_LR = 100, 2e-3
+FINETUNE_STEPS, FINETUNE_LR = 300, 5e-4
 EVAL_EVERY = 100
 RANKING_LOSSES = ("pairwise", "listwise")
 LOSSES = (*RANKING_LOSSES, "weighted_xe", "xe", "focal")
