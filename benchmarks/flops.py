@@ -23,9 +23,8 @@ import sys
 from dataclasses import dataclass
 
 import torch
-from diffusers import AutoencoderDC, SanaTransformer2DModel
+from diffusers import SanaTransformer2DModel
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
-from transformers import CLIPVisionConfig, CLIPVisionModel, Gemma2Config, Gemma2Model, Qwen2Config, Qwen2Model
 
 from vhs.dit_split import DiTPrefix, DiTSuffix
 from vhs.engine_names import (
@@ -39,6 +38,7 @@ from vhs.engine_names import (
 )
 from vhs.engines import VAEDecoder
 from vhs.modes import MODES
+from vhs.presets.sana_sprint import published_models_on_meta
 from vhs.verifier import ClipVisualEncoder, LatentVisualEncoder, MLPConnector
 
 # Published sizes at 1024 px (SANA-Sprint 1.6B, DC-AE f32c32, VHS's Qwen2.5-0.5B verifier).
@@ -117,43 +117,11 @@ def _count(module: torch.nn.Module, inputs: dict) -> float:
 def published_compute() -> Compute:
     """The published models on the meta device, counted as the served engines (batch 1)."""
     latent_size, dit_tokens = 32, 1024
+    models = published_models_on_meta()
+    transformer, vae, text_encoder, llm, clip_vision = (
+        models[name] for name in ("transformer", "vae", "text_encoder", "llm", "clip_vision")
+    )
     with torch.device("meta"):
-        transformer = SanaTransformer2DModel(
-            in_channels=32, out_channels=32, num_attention_heads=70, attention_head_dim=32, num_layers=20,
-            num_cross_attention_heads=20, cross_attention_head_dim=112, cross_attention_dim=2240,
-            caption_channels=2304, mlp_ratio=2.5, sample_size=latent_size, patch_size=1,
-            guidance_embeds=True, qk_norm="rms_norm_across_heads",
-        )  # fmt: skip
-        vae = AutoencoderDC(
-            in_channels=3, latent_channels=32, attention_head_dim=32,
-            encoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
-            decoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
-            encoder_block_out_channels=(128, 256, 512, 512, 1024, 1024),
-            decoder_block_out_channels=(128, 256, 512, 512, 1024, 1024),
-            encoder_layers_per_block=(2, 2, 2, 3, 3, 3), decoder_layers_per_block=(3, 3, 3, 3, 3, 3),
-            encoder_qkv_multiscales=((), (), (), (5,), (5,), (5,)),
-            decoder_qkv_multiscales=((), (), (), (5,), (5,), (5,)),
-            upsample_block_type="interpolate", downsample_block_type="Conv",
-            decoder_norm_types="rms_norm", decoder_act_fns="silu",
-        )  # fmt: skip
-        text_encoder = Gemma2Model(
-            Gemma2Config(
-                vocab_size=256000, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
-                num_attention_heads=8, num_key_value_heads=4, head_dim=256,
-            )
-        )  # fmt: skip
-        clip_vision = CLIPVisionModel(
-            CLIPVisionConfig(
-                image_size=336, patch_size=14, hidden_size=1024, intermediate_size=4096,
-                num_hidden_layers=24, num_attention_heads=16,
-            )
-        )  # fmt: skip
-        llm = Qwen2Model(
-            Qwen2Config(
-                vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                num_attention_heads=14, num_key_value_heads=2,
-            )
-        )  # fmt: skip
         llm_width = llm.config.hidden_size
         encoders = {
             CONNECTOR: (MLPConnector(2240, llm_width), {"features": torch.zeros(1, dit_tokens, 2240)}),

@@ -123,58 +123,17 @@ def activation_peak(module: torch.nn.Module, inputs: dict) -> int:
 
 def published_engines(instruction_tokens: int = INSTRUCTION_TOKENS) -> dict[str, tuple]:
     """{engine: (module, inputs(batch) -> dict)} of the published models on the meta device, as served."""
-    from diffusers import AutoencoderDC, SanaTransformer2DModel
-    from transformers import (
-        CLIPVisionConfig,
-        CLIPVisionModel,
-        Gemma2Config,
-        Gemma2Model,
-        Qwen2Config,
-        Qwen2Model,
-    )
-
     from vhs.dit_split import DiTPrefix, DiTSuffix
     from vhs.engines import VAEDecoder
+    from vhs.presets.sana_sprint import published_models_on_meta
     from vhs.verifier import ClipVisualEncoder, MLPConnector
 
     meta = torch.device("meta")
+    models = published_models_on_meta()
+    transformer, vae, text_encoder, llm, clip_vision = (
+        models[name] for name in ("transformer", "vae", "text_encoder", "llm", "clip_vision")
+    )
     with meta:
-        transformer = SanaTransformer2DModel(
-            in_channels=32, out_channels=32, num_attention_heads=70, attention_head_dim=32, num_layers=20,
-            num_cross_attention_heads=20, cross_attention_head_dim=112, cross_attention_dim=2240,
-            caption_channels=2304, mlp_ratio=2.5, sample_size=32, patch_size=1, guidance_embeds=True,
-            qk_norm="rms_norm_across_heads",
-        )  # fmt: skip
-        vae = AutoencoderDC(
-            in_channels=3, latent_channels=32, attention_head_dim=32,
-            encoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
-            decoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
-            encoder_block_out_channels=(128, 256, 512, 512, 1024, 1024),
-            decoder_block_out_channels=(128, 256, 512, 512, 1024, 1024),
-            encoder_layers_per_block=(2, 2, 2, 3, 3, 3), decoder_layers_per_block=(3, 3, 3, 3, 3, 3),
-            encoder_qkv_multiscales=((), (), (), (5,), (5,), (5,)),
-            decoder_qkv_multiscales=((), (), (), (5,), (5,), (5,)),
-            upsample_block_type="interpolate", downsample_block_type="Conv",
-            decoder_norm_types="rms_norm", decoder_act_fns="silu",
-        )  # fmt: skip
-        text_encoder = Gemma2Model(
-            Gemma2Config(
-                vocab_size=256000, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
-                num_attention_heads=8, num_key_value_heads=4, head_dim=256,
-            )
-        )  # fmt: skip
-        llm = Qwen2Model(
-            Qwen2Config(
-                vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                num_attention_heads=14, num_key_value_heads=2,
-            )
-        )  # fmt: skip
-        clip_vision = CLIPVisionModel(
-            CLIPVisionConfig(
-                image_size=336, patch_size=14, hidden_size=1024, intermediate_size=4096,
-                num_hidden_layers=24, num_attention_heads=16,
-            )
-        )  # fmt: skip
         prefix = DiTPrefix(transformer, SPLIT_BLOCK, 0.5)
         suffix = DiTSuffix(transformer, SPLIT_BLOCK, 0.5)
         connector = MLPConnector(2240, 896)

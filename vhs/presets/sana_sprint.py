@@ -56,6 +56,56 @@ MAX_CANDIDATES = 16
 ENGINE_MAX_BATCH = {"vae_decoder": 8}
 
 
+def published_models_on_meta() -> dict:
+    """The published networks (SANA-Sprint 1.6B DiT and DC-AE f32c32 at 1024 px, Gemma-2-2B,
+    Qwen2.5-0.5B, CLIP ViT-L/14-336) on torch's meta device: shapes without weights, for counting
+    FLOPs and memory. {"transformer", "vae", "text_encoder", "llm", "clip_vision"}."""
+    import torch
+    from diffusers import AutoencoderDC, SanaTransformer2DModel
+    from transformers import (
+        CLIPVisionConfig,
+        CLIPVisionModel,
+        Gemma2Config,
+        Gemma2Model,
+        Qwen2Config,
+        Qwen2Model,
+    )
+
+    with torch.device("meta"):
+        return {
+            "transformer": SanaTransformer2DModel(
+                in_channels=32, out_channels=32, num_attention_heads=70, attention_head_dim=32, num_layers=20,
+                num_cross_attention_heads=20, cross_attention_head_dim=112, cross_attention_dim=2240,
+                caption_channels=2304, mlp_ratio=2.5, sample_size=32, patch_size=1, guidance_embeds=True,
+                qk_norm="rms_norm_across_heads",
+            ),
+            "vae": AutoencoderDC(
+                in_channels=3, latent_channels=32, attention_head_dim=32,
+                encoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
+                decoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
+                encoder_block_out_channels=(128, 256, 512, 512, 1024, 1024),
+                decoder_block_out_channels=(128, 256, 512, 512, 1024, 1024),
+                encoder_layers_per_block=(2, 2, 2, 3, 3, 3), decoder_layers_per_block=(3, 3, 3, 3, 3, 3),
+                encoder_qkv_multiscales=((), (), (), (5,), (5,), (5,)),
+                decoder_qkv_multiscales=((), (), (), (5,), (5,), (5,)),
+                upsample_block_type="interpolate", downsample_block_type="Conv",
+                decoder_norm_types="rms_norm", decoder_act_fns="silu",
+            ),
+            "text_encoder": Gemma2Model(Gemma2Config(
+                vocab_size=256000, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
+                num_attention_heads=8, num_key_value_heads=4, head_dim=256,
+            )),
+            "llm": Qwen2Model(Qwen2Config(
+                vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                num_attention_heads=14, num_key_value_heads=2,
+            )),
+            "clip_vision": CLIPVisionModel(CLIPVisionConfig(
+                image_size=336, patch_size=14, hidden_size=1024, intermediate_size=4096,
+                num_hidden_layers=24, num_attention_heads=16,
+            )),
+        }  # fmt: skip
+
+
 def sana_sprint_config(generator_path: str, verifier_path: str, **overrides) -> PresetConfig:
     """The PresetConfig of a SANA-Sprint preset (SanaSprintPipeline's complex_human_instruction on);
     `overrides` replace any other field."""
