@@ -95,9 +95,13 @@ def test_a_budget_request_equals_the_reference_at_the_n_it_used(client, tiny_pip
     served = client.generate(PROMPT, seed=7, mode=mode, budget_ms=(low + high) / 2)
     fixed = client.generate(PROMPT, served.num_candidates_used, seed=7, mode=mode)
     reference = tiny_pipeline(PROMPT, served.num_candidates_used, 7, mode)
+    # CLIP reads the uint8 image, which may differ by one level (atol=1 below) where the engines'
+    # dynamic batchers merged calls differently and the decoder's float output sits on a rounding
+    # boundary; one level moves a CLIP score by ~1e-4 (seen: 1.3e-4 relative on a loaded machine).
+    rtol = 1e-5 if mode == "vhs" else 1e-3
     for other in (fixed, reference):
         assert served.selected == other.selected
-        np.testing.assert_allclose(served.scores, other.scores, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(served.scores, other.scores, rtol=rtol, atol=1e-6)
         np.testing.assert_allclose(served.image.astype(int), other.image.astype(int), atol=1)
     assert len(served.scores) == served.num_candidates_used
 

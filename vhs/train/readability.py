@@ -238,8 +238,9 @@ def main() -> None:
             result[name]["ceiling"] = summarise(verdicts)
             result[name]["ceiling"]["verdict_agreement"] = float((verdicts == validation["passed"]).mean())
         print(name, json.dumps(result[name]), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+        # Written after each representation: the whole study takes hours on 2 cores.
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
