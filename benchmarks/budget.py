@@ -5,10 +5,11 @@ N (interleaved, `vhs.benchmarks.latency.measure`). The budgets are the CLIP veri
 -6 request times; for each, the largest N whose VHS (and AE-latent) request fits, and the Best-of-N
 GenEval score of each at its N, from `make eval-verifiers` (the evaluation split; candidate i of a
 prompt is the served one, so those are the scores the server would return). Writes a Markdown
-table, a CSV and a plot of score against request time per verifier.
+table (VHS - CLIP with its paired standard error over prompts), a CSV and a plot of score against
+request time per verifier.
 
     python -m vhs.benchmarks.budget --model-repository build/shapes/model_repository \\
-        --scores build/eval-verifiers/scores.json
+        --scores build/eval-verifiers/evaluation.json
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from vhs.client.vhs_client import VHSClient
 from vhs.launcher.server import TritonServer
+from vhs.train.verifier_metrics import overall_difference
 
 from .latency import measure
 
-# The trained verifier behind each served mode (folder names of `make train-verifier`).
-VERIFIER_OF_MODE = {"vhs": "vhs_l7", "latent": "latent", "clip": "clip"}
+MODES = ("clip", "latent", "vhs")  # the verifier modes compared, as named in the scores' "verifiers"
 CLIP_BUDGETS = (2, 4, 6)  # the CLIP verifier's N whose request times are the budgets
 
 
@@ -36,16 +39,23 @@ def largest_n_within(times_ms: dict[int, float], budget_ms: float) -> int | None
     return max(fitting) if fitting else None
 
 
-def budget_table(times: dict[str, dict[int, float]], curves: dict[str, list[float]]) -> list[dict]:
-    """One row per CLIP budget: the budget, and each mode's N and Best-of-N score within it."""
+def budget_table(times: dict[str, dict[int, float]], scores: dict) -> list[dict]:
+    """One row per CLIP budget: the budget, each mode's N and Best-of-N score within it, and VHS -
+    CLIP with its paired standard error (the same prompts, each verifier's chosen verdict)."""
     rows = []
     for clip_n in CLIP_BUDGETS:
         budget = times["clip"][clip_n]
         row = {"budget": f"CLIP Best-of-{clip_n}", "budget_ms": budget}
-        for mode, verifier in VERIFIER_OF_MODE.items():
+        for mode in MODES:
             n = clip_n if mode == "clip" else largest_n_within(times[mode], budget)
+            verifier = scores["verifiers"][mode]
             row[f"{mode}_n"] = n
-            row[f"{mode}_score"] = None if n is None else curves[verifier][n - 1]
+            row[f"{mode}_score"] = None if n is None else verifier["best_of_n_overall"][n - 1]
+            row[f"{mode}_verdicts"] = None if n is None else np.asarray(verifier["chosen_verdicts"][n - 1])
+        if row["vhs_n"] is not None:
+            row["vhs_minus_clip"] = overall_difference(
+                row["vhs_verdicts"], row["clip_verdicts"], scores["prompt_tags"]
+            )
         rows.append(row)
     return rows
 
@@ -58,24 +68,26 @@ def format_table(rows: list[dict]) -> str:
         cells = [f"{row['budget_ms']:.1f}"]
         for mode in ("clip", "latent", "vhs"):
             score = row[f"{mode}_score"]
-            cells += [str(row[f"{mode}_n"]), "-" if score is None else f"{score:.3f}"]
-        gain = None if row["vhs_score"] is None else row["vhs_score"] - row["clip_score"]
-        cells.append("-" if gain is None else f"{gain:+.3f}")
+            cells += ["-", "-"] if score is None else [str(row[f"{mode}_n"]), f"{score:.3f}"]
+        gain = row.get("vhs_minus_clip")
+        cells.append("-" if gain is None else f"{gain[0]:+.3f} ± {gain[1]:.3f}")
         lines.append(f"| {row['budget']} | " + " | ".join(cells) + " |")
+    lines.append("\n± is one standard error of the difference, paired over the evaluation prompts.")
     return "\n".join(lines)
 
 
 def plot(times: dict[str, dict[int, float]], curves: dict[str, list[float]], path: Path) -> None:
+    """Best-of-N score against median request time, one line per mode."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6, 4))
-    for mode, verifier in VERIFIER_OF_MODE.items():
+    for mode in MODES:
         counts = sorted(times[mode])
-        axis.plot([times[mode][n] for n in counts], [curves[verifier][n - 1] for n in counts], marker="o",
-                  label=f"{mode} ({verifier})")  # fmt: skip
+        scores = [curves[mode][n - 1] for n in counts]
+        axis.plot([times[mode][n] for n in counts], scores, marker="o", label=mode)
     axis.set_xlabel("median request time through the server (ms)")
     axis.set_ylabel("GenEval overall (shapes evaluator)")
     axis.set_title("Best-of-N score against time budget")
@@ -93,29 +105,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("out/budget"))
     parser.add_argument("--build-dir", type=Path, default=Path("build/triton"))
     args = parser.parse_args(argv)
-    curves = json.loads(args.scores.read_text())["best_of_n_overall"]
-    counts = list(range(1, args.max_candidates + 1))
+    scores = json.loads(args.scores.read_text())
+    curves = {mode: scores["verifiers"][mode]["best_of_n_overall"] for mode in MODES}
+    counts = list(range(1, min(args.max_candidates, *map(len, curves.values())) + 1))
     args.output.mkdir(parents=True, exist_ok=True)
     with (
         TritonServer(args.model_repository, build_dir=args.build_dir) as server,
         VHSClient(server.grpc_url) as client,
     ):
         runners = {
-            mode: (lambda m: lambda prompt, n: client.generate(prompt, n, 0, m))(mode)
-            for mode in VERIFIER_OF_MODE
+            mode: (lambda m: lambda prompt, n: client.generate(prompt, n, 0, m))(mode) for mode in MODES
         }
         for run in runners.values():  # warm-up: lazy initialisation stays out of the figures
             run("a photo of a circle", args.max_candidates)
         medians = measure(runners, counts, args.repeats)
-    times = {mode: {n: medians[(mode, n)] for n in counts} for mode in VERIFIER_OF_MODE}
-    rows = budget_table(times, curves)
+    times = {mode: {n: medians[(mode, n)] for n in counts} for mode in MODES}
+    rows = budget_table(times, scores)
     print(format_table(rows))
     with open(args.output / "budget.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["mode", "num_candidates", "median_ms", "best_of_n_overall"])
-        for mode, verifier in VERIFIER_OF_MODE.items():
+        for mode in MODES:
             for n in counts:
-                writer.writerow([mode, n, f"{times[mode][n]:.2f}", f"{curves[verifier][n - 1]:.4f}"])
+                writer.writerow([mode, n, f"{times[mode][n]:.2f}", f"{curves[mode][n - 1]:.4f}"])
     plot(times, curves, args.output / "budget.png")
     print(f"wrote {args.output / 'budget.csv'} and {args.output / 'budget.png'}")
     return 0

@@ -88,6 +88,7 @@ def evaluate_verifiers(preset_name: str, split: str, data_dir: Path = DATA_DIR) 
         "preset": preset_name,
         "split": split,
         "prompts": len(tags),
+        "prompt_tags": tags,
         "candidates_per_prompt": per_prompt,
         "best_of_1": task_scores(best_of_1, tags),
         "mean_of_n": {n: task_scores(passed[:, :n].mean(axis=1), tags)["overall"] for n in sizes},
@@ -115,10 +116,12 @@ def evaluate_verifiers(preset_name: str, split: str, data_dir: Path = DATA_DIR) 
             "best_of_n_minus_best_of_1": {
                 n: overall_difference(chosen[mode_name][n], best_of_1, tags) for n in sizes
             },
-            # Best-of-N overall for every N: the score axis of the time-budget table.
+            # Best-of-N overall for every N, and the verdict chosen for each prompt at every N: the
+            # score axis of the time-budget table and the paired standard errors of its differences.
             "best_of_n_overall": [
                 task_scores(chosen[mode_name][n], tags)["overall"] for n in chosen[mode_name]
             ],
+            "chosen_verdicts": [chosen[mode_name][n].astype(int).tolist() for n in chosen[mode_name]],
         }
     for first, second in COMPARISONS:
         if first in chosen and second in chosen:
