@@ -41,12 +41,7 @@ from ..shapes.prompts import COUNTING_NUMBERS, RELATIONS
 from .verifier import ranking_loss
 from .verifier_data import OUT_DIR as DATA_DIR
 from .verifier_data import READ_BLOCKS, load_split
-from .verifier_metrics import (
-    chosen_verdicts,
-    overall_difference,
-    within_prompt_auroc,
-    within_prompt_auroc_standard_error,
-)
+from .verifier_metrics import selection_summary
 
 # --- config ---------------------------------------------------------------------------------------
 SEED = 0
@@ -54,7 +49,6 @@ REPRESENTATIONS = (*(f"hidden_states_l{b}" for b in READ_BLOCKS), "denoised_late
 PROBE_WIDTH, PROBE_STEPS, PROBE_LR, PROBE_BATCH_PROMPTS = 128, 1500, 1e-3, 16
 MAP_WIDTH, MAP_STEPS, MAP_LR, MAP_BATCH = 256, 1500, 1e-3, 256
 PATCH = 8  # pixels become (64 / PATCH)^2 tokens of PATCH x PATCH x 3 values
-NUM_CANDIDATES = 4
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -171,24 +165,6 @@ def judged_decodings(predicted: torch.Tensor, latent_shape, prompts: list[str], 
     images = to_uint8_images(in_chunks(lambda z: decoder(denoised_latents=z)["images"], latents).numpy())
     specs = [parse_prompt(text) for text in prompts]
     return np.array([evaluate(image, specs[p]) for image, p in zip(images, prompt_index, strict=True)], float)
-
-
-def selection_summary(scores: np.ndarray, passed: np.ndarray, prompt_index: np.ndarray, tags) -> dict:
-    """Within-prompt AUROC (+- bootstrap SE) and Best-of-NUM_CANDIDATES minus Best-of-1 (+- paired SE)."""
-    per_prompt = per_prompt_of({"prompt_index": prompt_index})
-    by_prompt, verdicts = scores.reshape(-1, per_prompt), passed.reshape(-1, per_prompt)
-    first = np.tile(np.arange(per_prompt) < NUM_CANDIDATES, len(by_prompt))
-    gain, gain_se = overall_difference(
-        chosen_verdicts(by_prompt, verdicts, NUM_CANDIDATES), verdicts[:, 0].astype(float), tags
-    )
-    return {
-        "within_prompt_auroc": within_prompt_auroc(scores[first], passed[first], prompt_index[first]),
-        "within_prompt_auroc_se": within_prompt_auroc_standard_error(
-            scores[first], passed[first], prompt_index[first]
-        ),
-        f"best_of_{NUM_CANDIDATES}_minus_best_of_1": gain,
-        f"best_of_{NUM_CANDIDATES}_minus_best_of_1_se": gain_se,
-    }
 
 
 def main() -> None:

@@ -49,7 +49,7 @@ from ..verifier import ClipVisualEncoder, LatentVisualEncoder, YesNoScorer
 from .common import LossLog, cosine_learning_rate
 from .verifier_data import OUT_DIR as DATA_DIR
 from .verifier_data import load_split
-from .verifier_metrics import selection_metrics
+from .verifier_metrics import selection_metrics, selection_summary
 
 # --- config ---------------------------------------------------------------------------------------
 PRESET = "shapes"
@@ -68,6 +68,9 @@ LOSSES = (*RANKING_LOSSES, "weighted_xe", "xe", "focal")
 LOSS = "pairwise"
 XE_WEIGHT = 0.1  # of the weighted cross-entropy beside a ranking loss
 FOCAL_GAMMA = 2.0
+# LLaVA keeps the CLIP tower frozen; the project's tower is small and pre-trained on little data, so
+# stage 2 may fine-tune it with the rest (--tune-clip-tower; the served clip_vision is the tuned one).
+TUNE_CLIP_TOWER = False
 STATISTICS_ROWS = 4096  # candidates the connector's input mean and variance are estimated on
 OUT_DIR = Path("build/train/verifiers")
 PRIOR_DIR = OUT_DIR / "llm_prior"
@@ -286,6 +289,7 @@ def train_verifier(
     preset_name: str = PRESET,
     data_dir: Path = DATA_DIR,
     prior_dir: Path = PRIOR_DIR,
+    tune_tower: bool = TUNE_CLIP_TOWER,
 ) -> dict:
     """Stages 0-2 for one verifier; writes `out/{connector,llm}` and `out/metrics.json` (the
     validation metrics of the kept checkpoint). Returns those metrics."""
@@ -317,6 +321,8 @@ def train_verifier(
 
     # Stage 2: the verifier question, yes/no, on batches of whole prompts.
     llm.requires_grad_(True)
+    if reads == "images" and tune_tower:
+        encoder.clip_vision.requires_grad_(True)
     scorer = YesNoScorer(
         llm, preset.prompt_tokenizer.question_prefix_ids, preset.prompt_tokenizer.yes_token_id,
         preset.prompt_tokenizer.no_token_id,
@@ -359,7 +365,7 @@ def train_verifier(
         metrics = selection_metrics(scores, validation["passed"], validation["prompt_index"])
         log(step, **{f"validation_{k}": v for k, v in metrics.items()})
         if not best or metrics["within_prompt_auroc"] > best["within_prompt_auroc"]:
-            best.update(metrics, step=step, state=copy.deepcopy(model.state_dict()))
+            best.update(metrics, step=step, state=copy.deepcopy(model.state_dict()), scores=scores)
 
     optimize(
         model, finetune_loss, FINETUNE_STEPS, FINETUNE_LR, 2, len(drawn_prompts), log, evaluate_on_validation,
@@ -367,9 +373,15 @@ def train_verifier(
     )  # fmt: skip
     model.load_state_dict(best.pop("state"))
     check_replicas_equal(model)
+    validation_tags = [p["tag"] for p in validation_record["prompts"]]
+    # What Best-of-4 gets on validation, as the evaluation table reports it (the first 4 candidates).
+    best["best_of_4"] = selection_summary(
+        best.pop("scores"), validation["passed"], validation["prompt_index"], validation_tags
+    )
     metrics = {
         "reads": reads,
         "loss": loss_kind,
+        **({"clip_tower": "fine-tuned in stage 2" if tune_tower else "frozen"} if reads == "images" else {}),
         "validation": best,
         "train_positive_rate": positive_rate,
         "train_candidates": len(features),
@@ -412,12 +424,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs=3, metavar=("PRIOR", "ALIGN", "FINETUNE"),
                         default=(PRIOR_STEPS, ALIGN_STEPS, FINETUNE_STEPS))  # fmt: skip
     parser.add_argument("--eval-every", type=int, default=EVAL_EVERY)
+    parser.add_argument("--tune-clip-tower", action=argparse.BooleanOptionalAction, default=TUNE_CLIP_TOWER)
     args = parser.parse_args()
     PRIOR_STEPS, ALIGN_STEPS, FINETUNE_STEPS = args.steps
     EVAL_EVERY = args.eval_every
     if "WORLD_SIZE" in os.environ:
         dist.init_process_group("gloo")
-    metrics = train_verifier(args.reads, args.out, args.loss, args.preset, args.data_dir, args.prior_dir)
+    metrics = train_verifier(
+        args.reads, args.out, args.loss, args.preset, args.data_dir, args.prior_dir, args.tune_clip_tower
+    )
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(json.dumps(metrics, indent=2))
     if dist.is_initialized():

@@ -117,3 +117,26 @@ def selection_metrics(scores: np.ndarray, labels: np.ndarray, prompt_index: np.n
         "auroc": auroc(scores, labels),
         "balanced_accuracy": balanced_accuracy(scores, labels),
     }
+
+
+def selection_summary(
+    scores: np.ndarray, passed: np.ndarray, prompt_index: np.ndarray, tags: list[str], num_candidates: int = 4
+) -> dict[str, float]:
+    """What Best-of-`num_candidates` gets from a verifier, as the evaluation table reports it, on the
+    first `num_candidates` candidates of each prompt (the served seeds): the within-prompt AUROC (+-
+    bootstrap SE over prompts) and Best-of-N minus Best-of-1 (+- paired SE). Flat arrays, every
+    prompt with as many candidates, in order; `tags` (P,) the prompts' tasks."""
+    per_prompt = int(np.bincount(prompt_index)[0])
+    by_prompt, verdicts = scores.reshape(-1, per_prompt), passed.reshape(-1, per_prompt)
+    first = np.tile(np.arange(per_prompt) < num_candidates, len(by_prompt))
+    gain, gain_se = overall_difference(
+        chosen_verdicts(by_prompt, verdicts, num_candidates), verdicts[:, 0].astype(float), tags
+    )
+    return {
+        "within_prompt_auroc": within_prompt_auroc(scores[first], passed[first], prompt_index[first]),
+        "within_prompt_auroc_se": within_prompt_auroc_standard_error(
+            scores[first], passed[first], prompt_index[first]
+        ),
+        f"best_of_{num_candidates}_minus_best_of_1": gain,
+        f"best_of_{num_candidates}_minus_best_of_1_se": gain_se,
+    }

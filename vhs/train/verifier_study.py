@@ -1,0 +1,136 @@
+"""The verifier study's table: every trained verifier and the readability diagnostics, on validation.
+
+Each folder under --verifiers that holds a `metrics.json` (a run of `vhs.train.verifier`) is scored
+again from its saved weights on the validation candidates, so every row is measured the same way,
+whichever version of the recipe wrote it: the within-prompt AUROC over all candidates of a prompt,
+and, as the evaluation table reports it, the within-prompt AUROC of the first 4 candidates (+-
+bootstrap SE) and Best-of-4 minus Best-of-1 (+- paired SE). The readability diagnostics
+(`vhs.train.readability`, if its JSON is there) add the ceiling and the non-LLM probe per
+representation. Writes <out>.json and <out>.md.
+
+    python -m vhs.train.verifier_study --verifiers build/train/verifiers --out build/train/verifiers/study
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from transformers import Qwen2ForCausalLM
+
+from ..presets import load_preset
+from ..verifier import YesNoScorer
+from .verifier import VerifierForTraining, connector_of, question_tensors, score, visual_encoder_for
+from .verifier_data import OUT_DIR as DATA_DIR
+from .verifier_data import load_split
+from .verifier_metrics import selection_summary, within_prompt_auroc
+
+
+def load_trained_verifier(folder: Path, reads: str, preset) -> VerifierForTraining:
+    """A verifier as `vhs.train.verifier` saved it in `folder` (connector/, llm/, clip_vision/)."""
+    encoder = visual_encoder_for(preset, reads, clip_tower=folder)
+    connector = connector_of(encoder)
+    connector.load_state_dict(type(connector).from_pretrained(folder / "connector").state_dict())
+    tokens = preset.prompt_tokenizer
+    llm = Qwen2ForCausalLM.from_pretrained(folder / "llm")
+    scorer = YesNoScorer(llm, tokens.question_prefix_ids, tokens.yes_token_id, tokens.no_token_id)
+    return VerifierForTraining(encoder, scorer).eval()
+
+
+def study(verifiers: Path, data_dir: Path = DATA_DIR, preset_name: str = "shapes") -> dict:
+    """{"verifiers": {folder name: row}, "readability": the diagnostics or {}}."""
+    preset = load_preset(preset_name)
+    arrays, record = load_split("validation", ("passed", "prompt_index"), data_dir)
+    tags = [prompt["tag"] for prompt in record["prompts"]]
+    questions = question_tensors(preset, [prompt["text"] for prompt in record["prompts"]])
+    rows = {}
+    for metrics_file in sorted(verifiers.glob("*/metrics.json")):
+        metrics = json.loads(metrics_file.read_text())
+        if "reads" not in metrics:  # the CLIP tower's pre-training
+            continue
+        reads, folder = metrics["reads"], metrics_file.parent
+        features = load_split("validation", (reads,), data_dir)[0][reads]
+        model = load_trained_verifier(folder, reads, preset)
+        scores = score(model, features, *questions, arrays["prompt_index"])
+        rows[folder.name] = {
+            "reads": reads,
+            "loss": metrics["loss"],
+            "steps": metrics["steps"],
+            "clip_tower": metrics.get("clip_tower"),
+            "train_seconds": metrics.get("train_seconds"),
+            "within_prompt_auroc_all": within_prompt_auroc(scores, arrays["passed"], arrays["prompt_index"]),
+            **selection_summary(scores, arrays["passed"], arrays["prompt_index"], tags),
+        }
+        print(folder.name, json.dumps(rows[folder.name]), flush=True)
+    readability = verifiers / "readability.json"
+    return {
+        "split": "validation",
+        "verifiers": rows,
+        "readability": json.loads(readability.read_text()) if readability.is_file() else {},
+    }
+
+
+def format_study(result: dict) -> str:
+    """Markdown: the verifiers, then the diagnostics per representation."""
+
+    def pm(summary: dict, key: str) -> str:
+        """A value and its standard error; differences signed."""
+        value = f"{summary[key]:+.3f}" if key.startswith("best_of") else f"{summary[key]:.3f}"
+        return f"{value} ± {summary[key + '_se']:.3f}"
+
+    lines = [
+        "| verifier | reads | loss | steps (prior/align/fine-tune) | within-prompt AUROC, all 16 | "
+        "within-prompt AUROC, first 4 | Bo4 - Bo1 | train time |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in result["verifiers"].items():
+        steps = "/".join(str(row["steps"][stage]) for stage in ("prior", "alignment", "fine_tuning"))
+        loss = row["loss"] + (", CLIP tower tuned" if row["clip_tower"] == "fine-tuned in stage 2" else "")
+        minutes = "" if row["train_seconds"] is None else f"{row['train_seconds'] / 60:.0f} min"
+        lines.append(
+            f"| {name} | {row['reads']} | {loss} | {steps} | {row['within_prompt_auroc_all']:.3f} | "
+            f"{pm(row, 'within_prompt_auroc')} | {pm(row, 'best_of_4_minus_best_of_1')} | {minutes} |"
+        )
+    if result["readability"]:
+        lines += [
+            "",
+            "| representation | train candidates | probe: within-prompt AUROC | probe: Bo4 - Bo1 | "
+            "ceiling: within-prompt AUROC | ceiling: Bo4 - Bo1 | ceiling: verdict agreement |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for name, row in result["readability"].items():
+            ceiling = row.get("ceiling")
+            cells = (
+                [pm(ceiling, "within_prompt_auroc"), pm(ceiling, "best_of_4_minus_best_of_1"),
+                 f"{ceiling['verdict_agreement']:.3f}"]
+                if ceiling else ["(oracle)", "(oracle)", "1"]
+            )  # fmt: skip
+            lines.append(
+                f"| {name} | {row['train_candidates']:,} | {pm(row['probe'], 'within_prompt_auroc')} | "
+                f"{pm(row['probe'], 'best_of_4_minus_best_of_1')} | " + " | ".join(cells) + " |"
+            )
+    lines += [
+        "",
+        f"{result['split']} split. ± is one standard error: bootstrap over prompts for AUROC, paired over "
+        "prompts for differences. Best-of-4 reads the first 4 candidates of each prompt, as served.",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--verifiers", type=Path, default=Path("build/train/verifiers"))
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    parser.add_argument("--out", type=Path, default=Path("build/train/verifiers/study"))
+    args = parser.parse_args()
+    result = study(args.verifiers, args.data_dir)
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(format_study(result) + "\n")
+    print(format_study(result))
+
+
+if __name__ == "__main__":
+    main()
