@@ -87,6 +87,8 @@ class VerifierForTraining(nn.Module):
         self.scorer = scorer
 
     def forward(self, visual_input, question_ids, question_length):
+        # The padding after the longest question changes nothing (causal attention): drop it.
+        question_ids = question_ids[:, : int(question_length.max())]
         return self.scorer(self.visual_encoder(visual_input), question_ids, question_length)[0]
 
 
@@ -387,6 +389,7 @@ def train_verifier(
         "train_candidates": len(features),
         "train_prompts_with_passing_and_failing_candidates": len(mixed_prompts),
         "steps": {"prior": PRIOR_STEPS, "alignment": ALIGN_STEPS, "fine_tuning": FINETUNE_STEPS},
+        "fine_tuning_lr": FINETUNE_LR,
         "fine_tuning_batch": f"{BATCH_PROMPTS} prompts x {candidates_per_step} candidates",
         "train_seconds": round(time.monotonic() - started),
     }
@@ -411,7 +414,7 @@ def check_replicas_equal(module: nn.Module) -> None:
 
 
 def main() -> None:
-    global PRIOR_STEPS, ALIGN_STEPS, FINETUNE_STEPS, EVAL_EVERY
+    global PRIOR_STEPS, ALIGN_STEPS, FINETUNE_STEPS, FINETUNE_LR, EVAL_EVERY
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -423,11 +426,12 @@ def main() -> None:
     parser.add_argument("--prior-dir", type=Path, default=PRIOR_DIR)
     parser.add_argument("--steps", type=int, nargs=3, metavar=("PRIOR", "ALIGN", "FINETUNE"),
                         default=(PRIOR_STEPS, ALIGN_STEPS, FINETUNE_STEPS))  # fmt: skip
+    parser.add_argument("--finetune-lr", type=float, default=FINETUNE_LR)
     parser.add_argument("--eval-every", type=int, default=EVAL_EVERY)
     parser.add_argument("--tune-clip-tower", action=argparse.BooleanOptionalAction, default=TUNE_CLIP_TOWER)
     args = parser.parse_args()
     PRIOR_STEPS, ALIGN_STEPS, FINETUNE_STEPS = args.steps
-    EVAL_EVERY = args.eval_every
+    EVAL_EVERY, FINETUNE_LR = args.eval_every, args.finetune_lr
     if "WORLD_SIZE" in os.environ:
         dist.init_process_group("gloo")
     metrics = train_verifier(

@@ -5,8 +5,8 @@ again from its saved weights on the validation candidates, so every row is measu
 whichever version of the recipe wrote it: the within-prompt AUROC over all candidates of a prompt,
 and, as the evaluation table reports it, the within-prompt AUROC of the first 4 candidates (+-
 bootstrap SE) and Best-of-4 minus Best-of-1 (+- paired SE). The readability diagnostics
-(`vhs.train.readability`, if its JSON is there) add the ceiling and the non-LLM probe per
-representation. Writes <out>.json and <out>.md.
+(`vhs.train.readability`: every readability*.json there, one run or several) add the ceiling and
+the non-LLM probe per representation. Writes <out>.json and <out>.md.
 
     python -m vhs.train.verifier_study --verifiers build/train/verifiers --out build/train/verifiers/study
 """
@@ -21,6 +21,7 @@ from transformers import Qwen2ForCausalLM
 
 from ..presets import load_preset
 from ..verifier import YesNoScorer
+from .readability import REPRESENTATIONS
 from .verifier import VerifierForTraining, connector_of, question_tensors, score, visual_encoder_for
 from .verifier_data import OUT_DIR as DATA_DIR
 from .verifier_data import load_split
@@ -63,12 +64,12 @@ def study(verifiers: Path, data_dir: Path = DATA_DIR, preset_name: str = "shapes
             **selection_summary(scores, arrays["passed"], arrays["prompt_index"], tags),
         }
         print(folder.name, json.dumps(rows[folder.name]), flush=True)
-    readability = verifiers / "readability.json"
-    return {
-        "split": "validation",
-        "verifiers": rows,
-        "readability": json.loads(readability.read_text()) if readability.is_file() else {},
-    }
+    readability = {}  # one or several runs of vhs.train.readability (representations run apart)
+    for path in sorted(verifiers.glob("readability*.json")):
+        readability.update(json.loads(path.read_text()))
+    order = {name: i for i, name in enumerate(REPRESENTATIONS)}
+    readability = dict(sorted(readability.items(), key=lambda item: order.get(item[0], len(order))))
+    return {"split": "validation", "verifiers": rows, "readability": readability}
 
 
 def format_study(result: dict) -> str:
