@@ -53,7 +53,12 @@ NOT_SIZED_FOR = {
     # At 64 px the CLIP tower gives 64 patches, as many as the DiT's tokens (CLIP-336: 576 for the
     # DiT's 1024), so the CLIP verifier's LLM reads 1.8x the published share of visual tokens (3.1x
     # the FLOPs); the `proportions` preset keeps the published share.
-    "shapes": {"clip_llm": "not sized for: 64 CLIP patches"},
+    "shapes": {
+        "clip_llm": "not sized for: 64 CLIP patches",
+        # l* = 19 of 20, chosen on validation by quality per FLOP (vhs.benchmarks.block_choice).
+        "dit_prefix": "l* = 19: chosen on validation",
+        "dit_suffix": "l* = 19: chosen on validation",
+    },
 }
 # Engines below this share of the published DiT (the connectors: 0.06-0.2 %) cannot move a
 # request's time; their proportions are printed but not checked.
@@ -152,13 +157,15 @@ def published_compute() -> Compute:
     return Compute(flops, visual_tokens, dit_tokens)
 
 
-def _dit_flops(transformer: SanaTransformer2DModel, text_tokens: int) -> dict[str, float]:
-    """FLOPs of the prefix (embeddings and blocks 0..7) and the suffix of the published split."""
+def _dit_flops(
+    transformer: SanaTransformer2DModel, text_tokens: int, split_block: int = PUBLISHED_SPLIT_BLOCK
+) -> dict[str, float]:
+    """FLOPs of the prefix (embeddings and blocks 0..split_block) and the suffix of one candidate."""
     config = transformer.config
     noise = torch.zeros(1, config.in_channels, config.sample_size, config.sample_size)
     timestep = torch.ones(1)
-    prefix = DiTPrefix(transformer, PUBLISHED_SPLIT_BLOCK, 0.5)
-    suffix = DiTSuffix(transformer, PUBLISHED_SPLIT_BLOCK, 0.5)
+    prefix = DiTPrefix(transformer, split_block, 0.5)
+    suffix = DiTSuffix(transformer, split_block, 0.5)
     prefix_inputs = (
         noise, torch.zeros(1, text_tokens, config.caption_channels), torch.ones(1, text_tokens), timestep,
         torch.ones(1),
@@ -171,6 +178,13 @@ def _dit_flops(transformer: SanaTransformer2DModel, text_tokens: int) -> dict[st
     with torch.no_grad(), counter:
         suffix(*prefix_outputs, noise, timestep)
     return {DIT_PREFIX: prefix_flops, DIT_SUFFIX: float(counter.get_total_flops())}
+
+
+def engine_flops_at_block(preset, split_block: int) -> dict[str, float]:
+    """`engine_flops(preset)` with the DiT split after `split_block` instead of the preset's l*: the
+    prefix and suffix recounted, every other engine as served."""
+    per_row = engine_flops(preset)
+    return {**per_row, **_dit_flops(preset.transformer, preset.config.text_max_length, split_block)}
 
 
 def preset_compute(preset) -> Compute:

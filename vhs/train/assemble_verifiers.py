@@ -3,7 +3,8 @@
 Each verifier trained by `vhs.train.verifier` (and, for CLIP, its frozen tower) replaces the seeded
 components of its mode: the folder names are the mode table's (`VerifierMode.folders`, vhs/modes.py).
 Beside the weights, in `training/`: each verifier's metrics.json (its recipe, validation metrics and
-training time), the CLIP tower's, and the data card of every split.
+training time), the CLIP tower's, the data card of every split, and the study the choices were made
+on (`make verifier-study`: study.json/.md, block_choice.md) where it was run.
 
     python -m vhs.train.assemble_verifiers [--verifiers DIR] [--data DIR] [--out vhs/presets/shapes/verifier]
 """
@@ -17,18 +18,25 @@ from .assemble import PRESET_DIR
 from .verifier import OUT_DIR
 from .verifier_data import OUT_DIR as DATA_DIR
 
-# trained folder -> {its part: the preset's verifier folder}
-SHIPPED = {
-    "vhs_l7": {"connector": "connector", "llm": "llm"},
-    "latent": {"connector": "latent_connector", "llm": "latent_llm"},
-    "clip": {"clip_vision": "clip_vision", "connector": "clip_connector", "llm": "clip_llm"},
-}
+
+def shipped(split_block: int) -> dict[str, dict[str, str]]:
+    """trained folder -> {its part: the preset's verifier folder}; VHS reads the preset's l*."""
+    return {
+        f"vhs_l{split_block}": {"connector": "connector", "llm": "llm"},
+        "latent": {"connector": "latent_connector", "llm": "latent_llm"},
+        "clip": {"clip_vision": "clip_vision", "connector": "clip_connector", "llm": "clip_llm"},
+    }
+
+
+def preset_split_block(preset_dir: Path = PRESET_DIR) -> int:
+    """The `shapes` preset's l* (its preset.json), without loading the preset."""
+    return int(json.loads((preset_dir / "preset.json").read_text())["split_block"])
 
 
 def assemble_verifiers(verifiers: Path, out: Path) -> list[str]:
-    """Copy every part of every trained verifier in SHIPPED; returns the folders written."""
+    """Copy every part of every shipped verifier (`shipped`); returns the folders written."""
     written = []
-    for trained, parts in SHIPPED.items():
+    for trained, parts in shipped(preset_split_block()).items():
         for part, target in parts.items():
             source = verifiers / trained / part
             if not source.is_dir():
@@ -43,10 +51,16 @@ def assemble_verifiers(verifiers: Path, out: Path) -> list[str]:
 def ship_training_records(verifiers: Path, data: Path, out: Path) -> list[str]:
     """Copy each shipped verifier's metrics.json, the CLIP tower's and every split's data card into
     `out/training/`; returns the files written."""
-    records = {f"{trained}_metrics.json": verifiers / trained / "metrics.json" for trained in SHIPPED}
+    records = {
+        f"{trained}_metrics.json": verifiers / trained / "metrics.json"
+        for trained in shipped(preset_split_block())
+    }
     records["clip_tower_metrics.json"] = verifiers / "clip_tower" / "metrics.json"
+    # The study the choices were made on (make verifier-study), where it was run.
+    records |= {name: verifiers / name for name in ("study.json", "study.md", "block_choice.md")}
     records |= {f"data_card_{split.name}.json": split / "data_card.json" for split in sorted(data.iterdir())}
-    (out / "training").mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "training", ignore_errors=True)  # no record of a verifier no longer shipped
+    (out / "training").mkdir(parents=True)
     written = []
     for name, source in records.items():
         if source.is_file():

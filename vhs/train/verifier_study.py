@@ -17,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 from transformers import Qwen2ForCausalLM
 
 from ..presets import load_preset
@@ -25,7 +26,7 @@ from .readability import REPRESENTATIONS
 from .verifier import VerifierForTraining, connector_of, question_tensors, score, visual_encoder_for
 from .verifier_data import OUT_DIR as DATA_DIR
 from .verifier_data import load_split
-from .verifier_metrics import selection_summary, within_prompt_auroc
+from .verifier_metrics import chosen_verdicts, overall_difference, selection_summary, within_prompt_auroc
 
 
 def load_trained_verifier(folder: Path, reads: str, preset) -> VerifierForTraining:
@@ -37,6 +38,16 @@ def load_trained_verifier(folder: Path, reads: str, preset) -> VerifierForTraini
     llm = Qwen2ForCausalLM.from_pretrained(folder / "llm")
     scorer = YesNoScorer(llm, tokens.question_prefix_ids, tokens.yes_token_id, tokens.no_token_id)
     return VerifierForTraining(encoder, scorer).eval()
+
+
+def best_of_n_gains(scores: np.ndarray, passed: np.ndarray, tags: list[str]) -> list[tuple[float, float]]:
+    """[(Best-of-N - Best-of-1, paired SE) for N = 1 .. candidates per prompt], N the first N."""
+    by_prompt, verdicts = scores.reshape(len(tags), -1), passed.reshape(len(tags), -1)
+    best_of_1 = verdicts[:, 0].astype(float)
+    return [
+        overall_difference(chosen_verdicts(by_prompt, verdicts, n), best_of_1, tags)
+        for n in range(1, verdicts.shape[1] + 1)
+    ]
 
 
 def study(verifiers: Path, data_dir: Path = DATA_DIR, preset_name: str = "shapes") -> dict:
@@ -62,6 +73,9 @@ def study(verifiers: Path, data_dir: Path = DATA_DIR, preset_name: str = "shapes
             "train_seconds": metrics.get("train_seconds"),
             "within_prompt_auroc_all": within_prompt_auroc(scores, arrays["passed"], arrays["prompt_index"]),
             **selection_summary(scores, arrays["passed"], arrays["prompt_index"], tags),
+            # Best-of-N minus Best-of-1 (+- paired SE) for every N: the quality axis of the
+            # choice of l* per FLOP (`python -m vhs.benchmarks.block_choice`).
+            "best_of_n_minus_best_of_1": best_of_n_gains(scores, arrays["passed"], tags),
         }
         print(folder.name, json.dumps(rows[folder.name]), flush=True)
     readability = {}  # one or several runs of vhs.train.readability (representations run apart)
