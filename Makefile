@@ -177,7 +177,7 @@ $(VERIFIERS)/clip/metrics.json: $(VERIFIERS)/clip_tower/clip_vision/config.json 
 SPLIT_BLOCK := 19
 train-verifier: $(VERIFIERS)/vhs_l$(SPLIT_BLOCK)/metrics.json $(VERIFIERS)/latent/metrics.json $(VERIFIERS)/clip/metrics.json
 	$(PYTHON) -m vhs.train.assemble_verifiers --verifiers $(VERIFIERS) --data $(VERIFIER_DATA)
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.evaluate_verifiers --split validation --out $(BUILD)/eval-verifiers
+	$(MAKE) eval-verifiers SPLIT=validation
 
 # The study behind the choices, on validation: how much of the outcome each representation carries
 # (token-map ceiling and ranking probe for h1 .. h19, z_0, pixels), VHS at every stored block, the
@@ -201,6 +201,7 @@ verifier-study: $(VERIFIER_DATA)/train/data_card.json $(VERIFIER_DATA)/validatio
 SPLIT ?= evaluation
 eval-verifiers: $(VERIFIER_DATA)/$(SPLIT)/data_card.json
 	$(TRAIN_ENV) $(PYTHON) -m vhs.train.evaluate_verifiers --split $(SPLIT) --out $(BUILD)/eval-verifiers
+	cp $(BUILD)/eval-verifiers/$(SPLIT).json $(BUILD)/eval-verifiers/$(SPLIT).md vhs/presets/shapes/verifier/training/
 
 # The paper's matched-budget table through the served path (CLIP Best-of-2/4/6 request times as the
 # budgets), scores from make eval-verifiers; table, CSV and plot in out/budget.

@@ -51,7 +51,9 @@ def budget_table(times: dict[str, dict[int, float]], scores: dict) -> list[dict]
             verifier = scores["verifiers"][mode]
             row[f"{mode}_n"] = n
             row[f"{mode}_score"] = None if n is None else verifier["best_of_n_overall"][n - 1]
-            row[f"{mode}_verdicts"] = None if n is None else np.asarray(verifier["chosen_verdicts"][n - 1])
+            row[f"{mode}_verdicts"] = (
+                None if n is None else np.array(list(verifier["chosen_verdicts"][n - 1]), float)
+            )
         if row["vhs_n"] is not None:
             row["vhs_minus_clip"] = overall_difference(
                 row["vhs_verdicts"], row["clip_verdicts"], scores["prompt_tags"]

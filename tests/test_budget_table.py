@@ -11,9 +11,9 @@ TAGS = ["single_object"] * 4 + ["counting"] * 4
 
 def verifier(verdicts_by_n):
     """A verifier's entry: chosen verdicts (N, P) and the overall score at each N."""
-    verdicts = np.asarray(verdicts_by_n)
+    verdicts = np.asarray(verdicts_by_n).astype(int)
     overall = [float(np.mean([row[:4].mean(), row[4:].mean()])) for row in verdicts]
-    return {"best_of_n_overall": overall, "chosen_verdicts": verdicts.tolist()}
+    return {"best_of_n_overall": overall, "chosen_verdicts": ["".join(map(str, row)) for row in verdicts]}
 
 
 def test_each_mode_gets_the_largest_n_within_clips_time_and_vhs_minus_clip_is_paired():

@@ -121,7 +121,10 @@ def evaluate_verifiers(preset_name: str, split: str, data_dir: Path = DATA_DIR) 
             "best_of_n_overall": [
                 task_scores(chosen[mode_name][n], tags)["overall"] for n in chosen[mode_name]
             ],
-            "chosen_verdicts": [chosen[mode_name][n].astype(int).tolist() for n in chosen[mode_name]],
+            # (one string of 0/1 per N, a character per prompt: compact in the shipped JSON)
+            "chosen_verdicts": [
+                "".join(map(str, chosen[mode_name][n].astype(int))) for n in chosen[mode_name]
+            ],
         }
     for first, second in COMPARISONS:
         if first in chosen and second in chosen:
