@@ -71,6 +71,9 @@ FOCAL_GAMMA = 2.0
 # LLaVA keeps the CLIP tower frozen; the project's tower is small and pre-trained on little data, so
 # stage 2 may fine-tune it with the rest (--tune-clip-tower; the served clip_vision is the tuned one).
 TUNE_CLIP_TOWER = False
+# LLaVA freezes its (strong) LLM in stage 1; this LLM has only read text, so stage 1 may train it on
+# the captions too (--align-llm), which teaches it to read the visual tokens before stage 2 does.
+ALIGN_LLM = False
 STATISTICS_ROWS = 4096  # candidates the connector's input mean and variance are estimated on
 OUT_DIR = Path("build/train/verifiers")
 PRIOR_DIR = OUT_DIR / "llm_prior"
@@ -292,6 +295,7 @@ def train_verifier(
     data_dir: Path = DATA_DIR,
     prior_dir: Path = PRIOR_DIR,
     tune_tower: bool = TUNE_CLIP_TOWER,
+    align_llm: bool = ALIGN_LLM,
 ) -> dict:
     """Stages 0-2 for one verifier; writes `out/{connector,llm}` and `out/metrics.json` (the
     validation metrics of the kept checkpoint). Returns those metrics."""
@@ -311,7 +315,7 @@ def train_verifier(
 
     # Stage 1: alignment on what each candidate shows.
     caption_ids, caption_mask = pad_token_ids(tokenizer, train_record["captions"])
-    llm.requires_grad_(False)
+    llm.requires_grad_(align_llm)
     connector_of(encoder).requires_grad_(True)
     caption_model = CaptionModel(encoder, llm, preset.prompt_tokenizer.question_prefix_ids)
     features = train[reads]
@@ -390,6 +394,7 @@ def train_verifier(
         "train_prompts_with_passing_and_failing_candidates": len(mixed_prompts),
         "steps": {"prior": PRIOR_STEPS, "alignment": ALIGN_STEPS, "fine_tuning": FINETUNE_STEPS},
         "fine_tuning_lr": FINETUNE_LR,
+        "alignment_trains": "connector + LLM" if align_llm else "connector",
         "fine_tuning_batch": f"{BATCH_PROMPTS} prompts x {candidates_per_step} candidates",
         "train_seconds": round(time.monotonic() - started),
     }
@@ -429,14 +434,16 @@ def main() -> None:
     parser.add_argument("--finetune-lr", type=float, default=FINETUNE_LR)
     parser.add_argument("--eval-every", type=int, default=EVAL_EVERY)
     parser.add_argument("--tune-clip-tower", action=argparse.BooleanOptionalAction, default=TUNE_CLIP_TOWER)
+    parser.add_argument("--align-llm", action=argparse.BooleanOptionalAction, default=ALIGN_LLM)
     args = parser.parse_args()
     PRIOR_STEPS, ALIGN_STEPS, FINETUNE_STEPS = args.steps
     EVAL_EVERY, FINETUNE_LR = args.eval_every, args.finetune_lr
     if "WORLD_SIZE" in os.environ:
         dist.init_process_group("gloo")
     metrics = train_verifier(
-        args.reads, args.out, args.loss, args.preset, args.data_dir, args.prior_dir, args.tune_clip_tower
-    )
+        args.reads, args.out, args.loss, args.preset, args.data_dir, args.prior_dir, args.tune_clip_tower,
+        args.align_llm,
+    )  # fmt: skip
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(json.dumps(metrics, indent=2))
     if dist.is_initialized():

@@ -70,6 +70,8 @@ def study(verifiers: Path, data_dir: Path = DATA_DIR, preset_name: str = "shapes
             "loss": metrics["loss"],
             "steps": metrics["steps"],
             "clip_tower": metrics.get("clip_tower"),
+            "alignment_trains": metrics.get("alignment_trains", "connector"),
+            "fine_tuning_lr": metrics.get("fine_tuning_lr", 5e-4),
             "train_seconds": metrics.get("train_seconds"),
             "within_prompt_auroc_all": within_prompt_auroc(scores, arrays["passed"], arrays["prompt_index"]),
             **selection_summary(scores, arrays["passed"], arrays["prompt_index"], tags),
@@ -101,7 +103,12 @@ def format_study(result: dict) -> str:
     ]
     for name, row in result["verifiers"].items():
         steps = "/".join(str(row["steps"][stage]) for stage in ("prior", "alignment", "fine_tuning"))
-        loss = row["loss"] + (", CLIP tower tuned" if row["clip_tower"] == "fine-tuned in stage 2" else "")
+        loss = ", ".join([
+            row["loss"],
+            *(["CLIP tower tuned"] if row["clip_tower"] == "fine-tuned in stage 2" else []),
+            *(["stage 1 trains the LLM"] if row["alignment_trains"] != "connector" else []),
+            *([f"lr {row['fine_tuning_lr']:g}"] if row["fine_tuning_lr"] != 5e-4 else []),
+        ])  # fmt: skip
         minutes = "" if row["train_seconds"] is None else f"{row['train_seconds'] / 60:.0f} min"
         lines.append(
             f"| {name} | {row['reads']} | {loss} | {steps} | {row['within_prompt_auroc_all']:.3f} | "
