@@ -72,6 +72,8 @@ class Supervisor:
         self.expected_stubs = live_stubs(server.pid, server.model_repository)
         self.stale_stubs: dict[int, tuple[str, float]] = {}  # pid -> (model, time.monotonic() to stop it)
         self.stopped_stale_stubs: list[int] = []
+        # model -> (the pids its last reload started, when that reload's stale stubs may be stopped)
+        self.reloaded: dict[str, tuple[set[int], float]] = {}
 
     def check(self) -> list[Recovery]:
         """Recover whatever has failed since the last check; returns the recoveries made now."""
@@ -102,10 +104,19 @@ class Supervisor:
         old = {pid for pid, name in self._stubs().items() if name == model}
         self.server.reload_model(model)
         stop_at = time.monotonic() + self.stale_grace_s
-        self.stale_stubs.update({pid: (model, stop_at) for pid in old & set(self._stubs())})
+        now = self._stubs()
+        self.stale_stubs.update({pid: (model, stop_at) for pid in old & set(now)})
+        self.reloaded[model] = ({pid for pid, name in now.items() if name == model} - old, stop_at)
 
     def _stop_stale_stubs(self) -> None:
         live = self._stubs()
+        for model, (started, stop_at) in self.reloaded.items():
+            stubs = {pid for pid, name in live.items() if name == model}
+            if len(stubs) > self.expected_stubs[model]:
+                # More stubs than the census: Triton 2.51 can respawn a killed stub of the old version
+                # around the reload (seen under load). Those the reload did not start are leftovers too.
+                for pid in stubs - started - set(self.stale_stubs):
+                    self.stale_stubs[pid] = (model, stop_at)
         for pid, (model, stop_at) in list(self.stale_stubs.items()):
             if live.get(pid) != model:  # the old version's unload finished after all
                 del self.stale_stubs[pid]
@@ -123,6 +134,7 @@ class Supervisor:
     def _restart(self) -> None:
         self.server.restart()
         self.stale_stubs.clear()
+        self.reloaded.clear()
         self.expected_stubs = live_stubs(self.server.pid, self.server.model_repository)
 
     def run(self, stop: threading.Event) -> None:
