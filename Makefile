@@ -181,7 +181,8 @@ train-verifier: $(VERIFIERS)/vhs_l$(SPLIT_BLOCK)/metrics.json $(VERIFIERS)/laten
 
 # The study behind the choices, on validation: how much of the outcome each representation carries
 # (token-map ceiling and ranking probe for h1 .. h19, z_0, pixels), VHS at every stored block, the
-# paper's pointwise loss against the ranking loss at l*, and a CLIP tower tuned in stage 2; then the
+# paper's pointwise loss against the ranking loss at l*, a CLIP tower tuned in stage 2, the LLM
+# trained in stage 1 too, longer training and a higher learning rate at block 7; then the
 # table of every verifier rescored from its weights (study.md) and l* by quality per FLOP at CLIP
 # Best-of-2's compute (block_choice.md). Hours on 2 cores; run before `make train-verifier`, whose
 # assembly ships these records.
@@ -192,6 +193,12 @@ verifier-study: $(VERIFIER_DATA)/train/data_card.json $(VERIFIER_DATA)/validatio
 	for loss in weighted_xe listwise; do $(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier \
 		--reads hidden_states_l$(SPLIT_BLOCK) --loss $$loss --out $(VERIFIERS)/vhs_l$(SPLIT_BLOCK)_$$loss || exit 1; done
 	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads images --tune-clip-tower --out $(VERIFIERS)/clip_tuned
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads hidden_states_l$(SPLIT_BLOCK) --align-llm --steps 300 600 300 \
+		--out $(VERIFIERS)/vhs_l$(SPLIT_BLOCK)_align_llm
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads images --align-llm --steps 300 600 300 --out $(VERIFIERS)/clip_align_llm
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads hidden_states_l7 --steps 300 1000 1000 --eval-every 250 \
+		--out $(VERIFIERS)/vhs_l7_long
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads hidden_states_l7 --finetune-lr 2e-3 --out $(VERIFIERS)/vhs_l7_lr2e-3
 	$(PYTHON) -m vhs.train.verifier_study --verifiers $(VERIFIERS) --out $(VERIFIERS)/study
 	$(PYTHON) -m vhs.benchmarks.block_choice --study $(VERIFIERS)/study.json | tee $(VERIFIERS)/block_choice.md
 
