@@ -16,8 +16,9 @@ class FakeServer:
     """A tritonserver whose stubs are a dict {pid: model}; `reload_model` starts the new version's
     stubs and, like Triton 2.51 after a killed `vhs` stub, leaves the old ones running."""
 
-    def __init__(self, stubs: dict[int, str]):
+    def __init__(self, stubs: dict[int, str], respawn_during_reload: bool = False):
         self.stubs = dict(stubs)
+        self.respawn_during_reload = respawn_during_reload
         self.next_pid = 100
         self.pid, self.model_repository, self.model_control_mode = 1, "repo", "explicit"
         self.process = SimpleNamespace(poll=lambda: None)
@@ -28,6 +29,8 @@ class FakeServer:
         return self.next_pid
 
     def reload_model(self, model: str) -> None:
+        if self.respawn_during_reload:
+            self.start(model)  # the killed old-version stub, respawned before the new instances start
         for _ in range(2):
             self.start(model)
 
@@ -36,10 +39,11 @@ class FakeServer:
 def fake(monkeypatch):
     killed = []
 
-    def make():
-        server = FakeServer({11: "vhs", 12: "vhs", 21: "llm"})
+    def make(respawn_during_reload=False):
+        server = FakeServer({11: "vhs", 12: "vhs", 21: "llm"}, respawn_during_reload)
         monkeypatch.setattr(supervision, "stub_models", lambda pid, repository: dict(server.stubs))
         monkeypatch.setattr(supervision, "live_stubs", lambda pid, repo: Counter(server.stubs.values()))
+        monkeypatch.setattr(supervision, "started_at", lambda pid: pid)  # pids in start order
 
         def kill(pid, sig):
             assert sig == signal.SIGKILL
@@ -78,3 +82,13 @@ def test_a_reload_whose_old_stubs_exit_by_themselves_stops_nothing(fake):
     del server.stubs[12]  # the old version's unload finished by itself
     supervisor.check()
     assert killed == [] and supervisor.stale_stubs == {} and sorted(server.stubs) == [21, 101, 102]
+
+
+def test_a_stub_respawned_during_the_reload_is_stopped_and_the_new_instances_kept(fake):
+    server, killed = fake(respawn_during_reload=True)  # the reload starts 101 (old), 102 and 103 (new)
+    supervisor = supervision.Supervisor(server, poll_interval_s=0, log=lambda line: None, stale_grace_s=0)
+    del server.stubs[11]
+    supervisor.check()
+    supervisor.check()
+    assert sorted(killed) == [12, 101]
+    assert sorted(server.stubs) == [21, 102, 103]

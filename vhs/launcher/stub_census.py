@@ -31,6 +31,14 @@ def children(parent_pid: int) -> list[tuple[int, str, list[str]]]:
     return found
 
 
+def started_at(pid: int) -> int:
+    """When process `pid` started (clock ticks since boot, /proc/<pid>/stat field 22); 0 if it is gone."""
+    try:
+        return int((PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def stub_models(server_pid: int, repository: Path) -> dict[int, str]:
     """{pid: model name} of the live (not zombie) Python-backend stubs of the server."""
     prefix = str(Path(repository).resolve()) + "/"

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .server import TritonServer
-from .stub_census import dead_models, live_stubs, stub_models
+from .stub_census import dead_models, live_stubs, started_at, stub_models
 
 DEFAULT_POLL_INTERVAL_S = 0.5
 # Longer than a request of the old version can still take after the reload: 5 s in the vhs queue
@@ -112,10 +112,15 @@ class Supervisor:
         live = self._stubs()
         for model, (started, stop_at) in self.reloaded.items():
             stubs = {pid for pid, name in live.items() if name == model}
-            if len(stubs) > self.expected_stubs[model]:
+            surplus = len(stubs) - self.expected_stubs[model] - len(stubs & set(self.stale_stubs))
+            if surplus > 0:
                 # More stubs than the census: Triton 2.51 can respawn a killed stub of the old version
-                # around the reload (seen under load). Those the reload did not start are leftovers too.
-                for pid in stubs - started - set(self.stale_stubs):
+                # around the reload (seen under load). Leftovers: first those the reload did not start,
+                # then the earliest started (the new version's instances start last).
+                unmarked = sorted(
+                    stubs - set(self.stale_stubs), key=lambda pid: (pid in started, started_at(pid))
+                )
+                for pid in unmarked[:surplus]:
                     self.stale_stubs[pid] = (model, stop_at)
         for pid, (model, stop_at) in list(self.stale_stubs.items()):
             if live.get(pid) != model:  # the old version's unload finished after all
