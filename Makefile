@@ -199,6 +199,8 @@ verifier-study: $(VERIFIER_DATA)/train/data_card.json $(VERIFIER_DATA)/validatio
 	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads hidden_states_l7 --steps 300 1000 1000 --eval-every 250 \
 		--out $(VERIFIERS)/vhs_l7_long
 	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads hidden_states_l7 --finetune-lr 2e-3 --out $(VERIFIERS)/vhs_l7_lr2e-3
+	for prompts in 1600 3200; do $(TRAIN_ENV) $(PYTHON) -m vhs.train.readability --no-ceiling --train-prompts $$prompts \
+		--representations hidden_states_l$(SPLIT_BLOCK) denoised_latents --out $(VERIFIERS)/scaling_$$prompts.json || exit 1; done
 	$(PYTHON) -m vhs.train.verifier_study --verifiers $(VERIFIERS) --out $(VERIFIERS)/study
 	$(PYTHON) -m vhs.benchmarks.block_choice --study $(VERIFIERS)/study.json | tee $(VERIFIERS)/block_choice.md
 

@@ -17,7 +17,7 @@ minus Best-of-1 on validation (with its paired standard error). These numbers sa
 of this generator can carry the product's claim, whatever LLM reads it.
 
     python -m vhs.train.readability --out build/train/readability.json
-    python -m vhs.train.readability --representations hidden_states_l7 --train-prompts 1600   # 25.6K
+    python -m vhs.train.readability --representations hidden_states_l19 --train-prompts 1600 --no-ceiling
 """
 
 from __future__ import annotations
@@ -174,6 +174,7 @@ def main() -> None:
     parser.add_argument("--representations", nargs="+", default=REPRESENTATIONS)
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--train-prompts", type=int, help="train on the first prompts only (data scaling)")
+    parser.add_argument("--no-ceiling", action="store_true", help="probe only (judging is slow)")
     parser.add_argument("--out", type=Path, default=Path("build/train/readability.json"))
     args = parser.parse_args()
     keys = ("passed", "prompt_index", "denoised_latents")
@@ -208,7 +209,7 @@ def main() -> None:
         probe = train_probe(train_tokens, train_attributes, torch.from_numpy(train["passed"]), per_prompt)
         scores = in_chunks(probe, validation_tokens, validation_attributes).numpy()
         result[name] = {"train_candidates": len(train_tokens), "probe": summarise(scores)}
-        if name.startswith("hidden_states_l"):
+        if name.startswith("hidden_states_l") and not args.no_ceiling:
             predicted = in_chunks(train_token_map(train_tokens, train_latents), validation_tokens)
             verdicts = judged_decodings(predicted, latent_shape, prompts, validation["prompt_index"])
             result[name]["ceiling"] = summarise(verdicts)
