@@ -16,6 +16,12 @@ PROC = Path("/proc")
 STUB_BINARY = "triton_python_backend_stub"
 
 
+def _stat_fields(stat: str) -> list[str]:
+    """The fields of a /proc/<pid>/stat line after the command name (field 3, the state, first); the
+    name is in parentheses and may itself hold spaces or parentheses."""
+    return stat.rsplit(")", 1)[1].split()
+
+
 def children(parent_pid: int) -> list[tuple[int, str, list[str]]]:
     """(pid, state letter, command-line arguments) of every child process of `parent_pid`."""
     found = []
@@ -25,7 +31,7 @@ def children(parent_pid: int) -> list[tuple[int, str, list[str]]]:
             arguments = (process / "cmdline").read_bytes().split(b"\0")
         except OSError:  # the process ended while we looked
             continue
-        state, parent = stat.rsplit(")", 1)[1].split()[:2]
+        state, parent = _stat_fields(stat)[:2]
         if int(parent) == parent_pid:
             found.append((int(process.name), state, [a.decode(errors="replace") for a in arguments if a]))
     return found
@@ -34,7 +40,7 @@ def children(parent_pid: int) -> list[tuple[int, str, list[str]]]:
 def started_at(pid: int) -> int:
     """When process `pid` started (clock ticks since boot, /proc/<pid>/stat field 22); 0 if it is gone."""
     try:
-        return int((PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19])
+        return int(_stat_fields((PROC / str(pid) / "stat").read_text())[19])
     except (OSError, IndexError, ValueError):
         return 0
 
