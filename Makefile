@@ -152,22 +152,29 @@ DATA_SPLITS := train validation evaluation
 # processes share the shards, each shard is written whole, so an interrupted run resumes. The data
 # card (data_card.json) is written once every shard exists (~45 min for all three splits on 2 cores).
 $(DATA_SPLITS:%=$(VERIFIER_DATA)/%/data_card.json): $(VERIFIER_DATA)/%/data_card.json: | setup
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier_data --split $* --shards 0::2 & \
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier_data --split $* --shards 1::2; status=$$?; \
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier_data --split $* --out-dir $(VERIFIER_DATA) --shards 0::2 & \
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier_data --split $* --out-dir $(VERIFIER_DATA) --shards 1::2; status=$$?; \
 	wait $$! && test $$status -eq 0
 	test -f $@
 verifier-data: $(DATA_SPLITS:%=$(VERIFIER_DATA)/%/data_card.json)
 
-# One verifier: stages 0-2 of vhs.train.verifier (the loss and the reader as chosen on validation,
-# docs/training.md), timed in its metrics.json; a finished verifier is not trained again.
-$(VERIFIERS)/vhs_l%/metrics.json: $(VERIFIER_DATA)/train/data_card.json $(VERIFIER_DATA)/validation/data_card.json
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads hidden_states_l$* --out $(@D)
-$(VERIFIERS)/latent/metrics.json: $(VERIFIER_DATA)/train/data_card.json $(VERIFIER_DATA)/validation/data_card.json
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads denoised_latents --out $(@D)
-$(VERIFIERS)/clip_tower/clip_vision/config.json: $(VERIFIER_DATA)/train/data_card.json
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.clip_tower --out $(VERIFIERS)/clip_tower
-$(VERIFIERS)/clip/metrics.json: $(VERIFIERS)/clip_tower/clip_vision/config.json $(VERIFIER_DATA)/validation/data_card.json
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads images --out $(@D)
+# One verifier: stages 1-2 of vhs.train.verifier (the loss and the reader as chosen on validation,
+# docs/training.md) from the shared language prior (stage 0, its own target, so that `make -j2`
+# trains it once), timed in its metrics.json; a finished verifier is not trained again. Every path
+# follows BUILD (`make train-verifier BUILD=/elsewhere` writes nothing under build/).
+VERIFIER := $(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --data-dir $(VERIFIER_DATA) --prior-dir $(VERIFIERS)/llm_prior \
+	--clip-tower $(VERIFIERS)/clip_tower
+TRAINING_DATA := $(VERIFIER_DATA)/train/data_card.json $(VERIFIER_DATA)/validation/data_card.json
+$(VERIFIERS)/llm_prior/config.json: $(VERIFIER_DATA)/train/data_card.json
+	$(VERIFIER) --prior-only
+$(VERIFIERS)/vhs_l%/metrics.json: $(TRAINING_DATA) $(VERIFIERS)/llm_prior/config.json
+	$(VERIFIER) --reads hidden_states_l$* --out $(@D)
+$(VERIFIERS)/latent/metrics.json: $(TRAINING_DATA) $(VERIFIERS)/llm_prior/config.json
+	$(VERIFIER) --reads denoised_latents --out $(@D)
+$(VERIFIERS)/clip_tower/clip_vision/config.json: $(TRAINING_DATA)
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.clip_tower --data-dir $(VERIFIER_DATA) --out $(VERIFIERS)/clip_tower
+$(VERIFIERS)/clip/metrics.json: $(VERIFIERS)/clip_tower/clip_vision/config.json $(TRAINING_DATA) $(VERIFIERS)/llm_prior/config.json
+	$(VERIFIER) --reads images --out $(@D)
 
 # The shipped verifiers, end to end (`make -j2 train-verifier` trains two at a time): VHS at the
 # preset's l* (19, chosen by `make verifier-study`) and both baselines (AE latent; CLIP on the
@@ -186,22 +193,22 @@ train-verifier: $(VERIFIERS)/vhs_l$(SPLIT_BLOCK)/metrics.json $(VERIFIERS)/laten
 # table of every verifier rescored from its weights (study.md) and l* by quality per FLOP at CLIP
 # Best-of-2's compute (block_choice.md). Hours on 2 cores; run before `make train-verifier`, whose
 # assembly ships these records.
-verifier-study: $(VERIFIER_DATA)/train/data_card.json $(VERIFIER_DATA)/validation/data_card.json
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.readability --out $(VERIFIERS)/readability.json
+verifier-study: $(TRAINING_DATA) $(VERIFIERS)/llm_prior/config.json
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.readability --data-dir $(VERIFIER_DATA) --out $(VERIFIERS)/readability.json
 	for block in 1 5 7 9 19; do $(MAKE) $(VERIFIERS)/vhs_l$$block/metrics.json || exit 1; done
 	$(MAKE) $(VERIFIERS)/latent/metrics.json $(VERIFIERS)/clip/metrics.json
-	for loss in weighted_xe listwise; do $(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier \
+	for loss in weighted_xe listwise; do $(VERIFIER) \
 		--reads hidden_states_l$(SPLIT_BLOCK) --loss $$loss --out $(VERIFIERS)/vhs_l$(SPLIT_BLOCK)_$$loss || exit 1; done
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads images --tune-clip-tower --out $(VERIFIERS)/clip_tuned
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads hidden_states_l$(SPLIT_BLOCK) --align-llm --steps 300 600 300 \
+	$(VERIFIER) --reads images --tune-clip-tower --out $(VERIFIERS)/clip_tuned
+	$(VERIFIER) --reads hidden_states_l$(SPLIT_BLOCK) --align-llm --steps 300 600 300 \
 		--out $(VERIFIERS)/vhs_l$(SPLIT_BLOCK)_align_llm
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads images --align-llm --steps 300 600 300 --out $(VERIFIERS)/clip_align_llm
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads hidden_states_l7 --steps 300 1000 1000 --eval-every 250 \
+	$(VERIFIER) --reads images --align-llm --steps 300 600 300 --out $(VERIFIERS)/clip_align_llm
+	$(VERIFIER) --reads hidden_states_l7 --steps 300 1000 1000 --eval-every 250 \
 		--out $(VERIFIERS)/vhs_l7_long
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier --reads hidden_states_l7 --finetune-lr 2e-3 --out $(VERIFIERS)/vhs_l7_lr2e-3
-	for prompts in 1600 3200; do $(TRAIN_ENV) $(PYTHON) -m vhs.train.readability --no-ceiling --train-prompts $$prompts \
+	$(VERIFIER) --reads hidden_states_l7 --finetune-lr 2e-3 --out $(VERIFIERS)/vhs_l7_lr2e-3
+	for prompts in 1600 3200; do $(TRAIN_ENV) $(PYTHON) -m vhs.train.readability --data-dir $(VERIFIER_DATA) --no-ceiling --train-prompts $$prompts \
 		--representations hidden_states_l$(SPLIT_BLOCK) denoised_latents --out $(VERIFIERS)/scaling_$$prompts.json || exit 1; done
-	$(PYTHON) -m vhs.train.verifier_study --verifiers $(VERIFIERS) --out $(VERIFIERS)/study
+	$(PYTHON) -m vhs.train.verifier_study --data-dir $(VERIFIER_DATA) --verifiers $(VERIFIERS) --out $(VERIFIERS)/study
 	$(PYTHON) -m vhs.benchmarks.block_choice --study $(VERIFIERS)/study.json | tee $(VERIFIERS)/block_choice.md
 
 # The evaluation table of the verifiers the preset ships, from its weights alone (the evaluation
@@ -209,7 +216,7 @@ verifier-study: $(VERIFIER_DATA)/train/data_card.json $(VERIFIER_DATA)/validatio
 # made on. The evaluation split is touched for the final table only.
 SPLIT ?= evaluation
 eval-verifiers: $(VERIFIER_DATA)/$(SPLIT)/data_card.json
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.evaluate_verifiers --split $(SPLIT) --out $(BUILD)/eval-verifiers
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.evaluate_verifiers --data-dir $(VERIFIER_DATA) --split $(SPLIT) --out $(BUILD)/eval-verifiers
 	cp $(BUILD)/eval-verifiers/$(SPLIT).json $(BUILD)/eval-verifiers/$(SPLIT).md vhs/presets/shapes/verifier/training/
 
 # The paper's matched-budget table through the served path (CLIP Best-of-2/4/6 request times as the

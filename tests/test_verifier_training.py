@@ -170,3 +170,31 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@pytest.mark.slow  # generates candidates and trains
+def test_the_prior_only_command_trains_the_prior_a_verifier_starts_from(tiny_data, tmp_path, monkeypatch):
+    """`make train-verifier` trains the shared language prior once (`--prior-only`) before the
+    verifiers that start from it: the same weights as the prior a verifier trains for itself."""
+    from safetensors.torch import load_file
+
+    command = [
+        sys.executable, "-m", "vhs.train.verifier", "--prior-only", "--preset", "tiny-random",
+        "--data-dir", str(tiny_data), "--prior-dir", str(tmp_path / "alone"), "--steps", "3", "1", "1",
+    ]  # fmt: skip
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert not (tmp_path / "vhs").exists()  # the prior only
+    monkeypatch.setattr(verifier_training, "PRIOR_STEPS", 3)
+    monkeypatch.setattr(verifier_training, "ALIGN_STEPS", 1)
+    monkeypatch.setattr(verifier_training, "FINETUNE_STEPS", 1)
+    verifier_training.train_verifier(
+        "denoised_latents", tmp_path / "vhs", preset_name="tiny-random", data_dir=tiny_data,
+        prior_dir=tmp_path / "within",
+    )  # fmt: skip
+    alone = load_file(tmp_path / "alone" / "model.safetensors")
+    within = load_file(tmp_path / "within" / "model.safetensors")
+    assert alone.keys() == within.keys()
+    assert all(torch.equal(alone[name], within[name]) for name in alone)

@@ -25,6 +25,7 @@ from ..shapes import render_scene, sample_training_scene
 from ..verifier import CLIP_IMAGE_MEAN, CLIP_IMAGE_STD
 from .common import LossLog, cosine_learning_rate
 from .verifier import as_model_input, pad_token_ids
+from .verifier_data import OUT_DIR as DATA_DIR
 from .verifier_data import load_split
 
 # --- config ---------------------------------------------------------------------------------------
@@ -64,6 +65,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=OUT_DIR)
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     args = parser.parse_args()
     torch.manual_seed(SEED)
     preset = load_preset(PRESET)
@@ -78,8 +80,8 @@ def main() -> None:
     model = CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict()))
     model.vision_model.load_state_dict(preset.clip_vision.state_dict())  # the preset's seeded start
 
-    train, train_record = load_split("train", ("images",))
-    validation, validation_record = load_split("validation", ("images",))
+    train, train_record = load_split("train", ("images",), args.data_dir)
+    validation, validation_record = load_split("validation", ("images",), args.data_dir)
     train_captions = pad_token_ids(tokenizer, train_record["captions"])
     validation_captions = pad_token_ids(tokenizer, validation_record["captions"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.1)

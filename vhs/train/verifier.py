@@ -296,6 +296,7 @@ def train_verifier(
     prior_dir: Path = PRIOR_DIR,
     tune_tower: bool = TUNE_CLIP_TOWER,
     align_llm: bool = ALIGN_LLM,
+    clip_tower: Path = CLIP_TOWER_DIR,
 ) -> dict:
     """Stages 0-2 for one verifier; writes `out/{connector,llm}` and `out/metrics.json` (the
     validation metrics of the kept checkpoint). Returns those metrics."""
@@ -309,7 +310,7 @@ def train_verifier(
     tokenizer = preset.llm_tokenizer
 
     llm = copy.deepcopy(train_language_prior(preset, prompts + train_record["captions"], prior_dir))
-    encoder = visual_encoder_for(preset, reads)
+    encoder = visual_encoder_for(preset, reads, clip_tower)
     set_input_statistics(encoder, train[reads])
     log = LossLog(out)
 
@@ -423,12 +424,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--reads", required=True, help="hidden_states_l<block> or denoised_latents")
+    parser.add_argument("--reads", help="hidden_states_l<block>, denoised_latents or images")
     parser.add_argument("--loss", default=LOSS, choices=LOSSES)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
     parser.add_argument("--preset", default=PRESET)
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--prior-dir", type=Path, default=PRIOR_DIR)
+    parser.add_argument("--clip-tower", type=Path, default=CLIP_TOWER_DIR, help="clip_tower's --out")
+    parser.add_argument("--prior-only", action="store_true",
+                        help="train (or find) the shared language prior in --prior-dir and stop")  # fmt: skip
     parser.add_argument("--steps", type=int, nargs=3, metavar=("PRIOR", "ALIGN", "FINETUNE"),
                         default=(PRIOR_STEPS, ALIGN_STEPS, FINETUNE_STEPS))  # fmt: skip
     parser.add_argument("--finetune-lr", type=float, default=FINETUNE_LR)
@@ -436,13 +440,21 @@ def main() -> None:
     parser.add_argument("--tune-clip-tower", action=argparse.BooleanOptionalAction, default=TUNE_CLIP_TOWER)
     parser.add_argument("--align-llm", action=argparse.BooleanOptionalAction, default=ALIGN_LLM)
     args = parser.parse_args()
+    if not args.prior_only and (args.reads is None or args.out is None):
+        parser.error("--reads and --out are required (unless --prior-only)")
     PRIOR_STEPS, ALIGN_STEPS, FINETUNE_STEPS = args.steps
     EVAL_EVERY, FINETUNE_LR = args.eval_every, args.finetune_lr
     if "WORLD_SIZE" in os.environ:
         dist.init_process_group("gloo")
+    if args.prior_only:  # one process trains the prior every verifier starts from (`make -j2` safe)
+        record = load_split("train", ("passed",), args.data_dir)[1]
+        texts = [p["text"] for p in record["prompts"]] + record["captions"]
+        torch.manual_seed(SEED)  # as train_verifier seeds it: the same prior either way
+        train_language_prior(load_preset(args.preset, components=("llm",)), texts, args.prior_dir)
+        return
     metrics = train_verifier(
         args.reads, args.out, args.loss, args.preset, args.data_dir, args.prior_dir, args.tune_clip_tower,
-        args.align_llm,
+        args.align_llm, args.clip_tower,
     )  # fmt: skip
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(json.dumps(metrics, indent=2))
