@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from fakes import FakeTensor
 
 from vhs.engine_names import DIT_PREFIX, LLM, TEXT_ENCODER, VAE_DECODER
 from vhs.export.sizing import GIB, GPU_BYTES, activation_peak, memory_table, needed_batch, pool_bytes
@@ -74,18 +75,7 @@ class Recorder:
         self.limit, self.batches = limit, []
         outer = self
 
-        class Tensor:
-            def __init__(self, name, array):
-                self._name, self._array = name, np.asarray(array)
-
-            def name(self):
-                return self._name
-
-            def as_numpy(self):
-                return self._array
-
-            def is_cpu(self):
-                return True
+        Tensor = FakeTensor
 
         class Response:
             def __init__(self, tensors):
