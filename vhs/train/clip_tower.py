@@ -24,7 +24,7 @@ from ..presets import load_preset
 from ..shapes import render_scene, sample_training_scene
 from ..verifier import CLIP_IMAGE_MEAN, CLIP_IMAGE_STD
 from .common import LossLog, cosine_learning_rate
-from .verifier import as_model_input, pad_token_ids
+from .verifier import as_model_input, pad_token_ids, starting_verifier
 from .verifier_data import OUT_DIR as DATA_DIR
 from .verifier_data import load_split
 
@@ -69,8 +69,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(SEED)
     preset = load_preset(PRESET)
+    start = starting_verifier(preset).clip_vision  # the seeded tower, not the one the preset ships
     tokenizer = preset.llm_tokenizer
-    vision = preset.clip_vision.config
+    vision = start.config
     text = CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=vision.hidden_size, intermediate_size=vision.intermediate_size,
         num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=64,
@@ -78,7 +79,7 @@ def main() -> None:
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.eos_token_id,
     )  # fmt: skip
     model = CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict()))
-    model.vision_model.load_state_dict(preset.clip_vision.state_dict())  # the preset's seeded start
+    model.vision_model.load_state_dict(start.state_dict())
 
     train, train_record = load_split("train", ("images",), args.data_dir)
     validation, validation_record = load_split("validation", ("images",), args.data_dir)
@@ -113,9 +114,8 @@ def main() -> None:
         "train": caption_retrieval(model, train["images"][:1000], *(t[:1000] for t in train_captions)),
         "validation": caption_retrieval(model, validation["images"], *validation_captions),
     }
-    vision_tower = preset.clip_vision
-    vision_tower.load_state_dict(model.vision_model.state_dict())
-    vision_tower.save_pretrained(args.out / "clip_vision")
+    start.load_state_dict(model.vision_model.state_dict())
+    start.save_pretrained(args.out / "clip_vision")
     (args.out / "metrics.json").write_text(json.dumps({"caption_retrieval_top1": retrieval}, indent=2) + "\n")
     print(json.dumps(retrieval, indent=2))
 

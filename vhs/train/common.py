@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,7 +35,16 @@ def training_batch(rng: np.random.Generator, batch_size: int) -> tuple[list[str]
 def untrained_preset() -> Preset:
     """The seeded untrained preset, built once into build/train/untrained and loaded from there."""
     if not (UNTRAINED_DIR / "preset.json").is_file():
-        build_untrained_shapes().save_pretrained(UNTRAINED_DIR)
+        # Built into a temporary sibling and renamed: two training processes may ask at once.
+        UNTRAINED_DIR.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=UNTRAINED_DIR.parent, prefix=".untrained-"))
+        build_untrained_shapes().save_pretrained(staging)
+        try:
+            staging.rename(UNTRAINED_DIR)
+        except OSError:  # the other process was first
+            shutil.rmtree(staging)
+            if not (UNTRAINED_DIR / "preset.json").is_file():
+                raise
     preset = load_preset(UNTRAINED_DIR)
     for module in (preset.text_encoder, preset.transformer, preset.vae):
         module.requires_grad_(True)

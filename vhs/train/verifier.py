@@ -46,7 +46,7 @@ from transformers import CLIPVisionModel, Qwen2ForCausalLM
 
 from ..presets import Preset, load_preset
 from ..verifier import ClipVisualEncoder, LatentVisualEncoder, YesNoScorer
-from .common import LossLog, cosine_learning_rate
+from .common import LossLog, cosine_learning_rate, untrained_preset
 from .verifier_data import OUT_DIR as DATA_DIR
 from .verifier_data import load_split
 from .verifier_metrics import selection_metrics, selection_summary
@@ -113,6 +113,15 @@ class CaptionModel(nn.Module):
         ignored = torch.full((batch, prefix.shape[1] + visual.shape[1]), -100)
         labels = torch.cat([ignored, caption_ids.masked_fill(caption_mask == 0, -100)], dim=1)
         return self.llm(inputs_embeds=inputs_embeds, labels=labels).loss
+
+
+def starting_verifier(preset: Preset) -> Preset:
+    """The preset whose verifier components a training starts from. For `shapes`, the components
+    as seeded before any training (the seeded untrained preset, vhs.train.common), not the ones the
+    preset ships, which are this training's own output: a retraining never starts from the last
+    one, so `make train-verifier` gives the same weights whatever the preset ships. Any other preset
+    (a real checkpoint: its pretrained LLM and fresh connectors; tiny-random) as it is."""
+    return untrained_preset() if preset.config.name == "shapes" else preset
 
 
 def visual_encoder_for(preset: Preset, reads: str, clip_tower: Path = CLIP_TOWER_DIR) -> nn.Module:
@@ -248,10 +257,11 @@ def optimize(
 
 
 def train_language_prior(preset: Preset, texts: list[str], out: Path) -> nn.Module:
-    """Stage 0: the preset's LLM trained on the world's texts; cached in `out`."""
+    """Stage 0: the preset's LLM (as training starts from it) trained on the world's texts; cached
+    in `out`."""
     if (out / "config.json").is_file():
         return Qwen2ForCausalLM.from_pretrained(out)
-    llm = copy.deepcopy(preset.llm).train().requires_grad_(True)
+    llm = copy.deepcopy(starting_verifier(preset).llm).train().requires_grad_(True)
     ids, mask = pad_token_ids(preset.llm_tokenizer, texts)
     labels = ids.masked_fill(mask == 0, -100)
 
@@ -310,7 +320,7 @@ def train_verifier(
     tokenizer = preset.llm_tokenizer
 
     llm = copy.deepcopy(train_language_prior(preset, prompts + train_record["captions"], prior_dir))
-    encoder = visual_encoder_for(preset, reads, clip_tower)
+    encoder = visual_encoder_for(starting_verifier(preset), reads, clip_tower)
     set_input_statistics(encoder, train[reads])
     log = LossLog(out)
 
