@@ -176,8 +176,6 @@ def free_port() -> int:
 def test_the_prior_only_command_trains_the_prior_a_verifier_starts_from(tiny_data, tmp_path, monkeypatch):
     """`make train-verifier` trains the shared language prior once (`--prior-only`) before the
     verifiers that start from it: the same weights as the prior a verifier trains for itself."""
-    from safetensors.torch import load_file
-
     command = [
         sys.executable, "-m", "vhs.train.verifier", "--prior-only", "--preset", "tiny-random",
         "--data-dir", str(tiny_data), "--prior-dir", str(tmp_path / "alone"), "--steps", "3", "1", "1",
@@ -197,4 +195,21 @@ def test_the_prior_only_command_trains_the_prior_a_verifier_starts_from(tiny_dat
     alone = load_file(tmp_path / "alone" / "model.safetensors")
     within = load_file(tmp_path / "within" / "model.safetensors")
     assert alone.keys() == within.keys()
-    assert all(torch.equal(alone[name], within[name]) for name in alone)
+    assert all(np.array_equal(alone[name], within[name]) for name in alone)
+
+
+@pytest.mark.slow  # builds the seeded untrained shapes preset (~10 s)
+def test_shapes_verifiers_train_from_the_seeded_start_not_from_the_shipped_weights(tmp_path, monkeypatch):
+    """A retraining must not continue the verifiers the preset ships (its own last output): every
+    component a verifier starts from is the seeded one of the untrained preset."""
+    from vhs.presets import load_preset
+    from vhs.presets.shapes_builder import build_untrained_shapes
+
+    monkeypatch.chdir(tmp_path)  # the untrained preset is cached under ./build/train
+    shipped = load_preset("shapes")
+    start = verifier_training.starting_verifier(shipped)
+    seeded = build_untrained_shapes()
+    for name in ("llm", "connector", "latent_connector", "clip_connector", "clip_vision"):
+        weights = [getattr(preset, name).state_dict() for preset in (start, seeded, shipped)]
+        assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0]), name
+        assert not all(torch.equal(weights[0][key], weights[2][key]) for key in weights[0]), name
