@@ -212,12 +212,13 @@ verifier-study: $(TRAINING_DATA) $(VERIFIERS)/llm_prior/config.json
 	$(PYTHON) -m vhs.benchmarks.block_choice --study $(VERIFIERS)/study.json | tee $(VERIFIERS)/block_choice.md
 
 # The evaluation table of the verifiers the preset ships, from its weights alone (the evaluation
-# candidates are generated first where absent: minutes). SPLIT=validation: the table choices were
+# candidates are generated first where absent: minutes), shipped with the split's data card. SPLIT=validation: the table choices were
 # made on. The evaluation split is touched for the final table only.
 SPLIT ?= evaluation
 eval-verifiers: $(VERIFIER_DATA)/$(SPLIT)/data_card.json
 	$(TRAIN_ENV) $(PYTHON) -m vhs.train.evaluate_verifiers --data-dir $(VERIFIER_DATA) --split $(SPLIT) --out $(BUILD)/eval-verifiers
 	cp $(BUILD)/eval-verifiers/$(SPLIT).json $(BUILD)/eval-verifiers/$(SPLIT).md vhs/presets/shapes/verifier/training/
+	cp $(VERIFIER_DATA)/$(SPLIT)/data_card.json vhs/presets/shapes/verifier/training/data_card_$(SPLIT).json
 
 # The paper's matched-budget table through the served path (CLIP Best-of-2/4/6 request times as the
 # budgets), scores from make eval-verifiers; table, CSV and plot in out/budget.
