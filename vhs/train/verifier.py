@@ -123,8 +123,13 @@ def starting_verifier(preset: Preset) -> Preset:
     as seeded before any training (the seeded untrained preset, vhs.train.common), not the ones the
     preset ships, which are this training's own output: a retraining never starts from the last
     one, so `make train-verifier` gives the same weights whatever the preset ships. Any other preset
-    (a real checkpoint: its pretrained LLM and fresh connectors; tiny-random) as it is."""
-    return untrained_preset() if preset.config.name == "shapes" else preset
+    (a real checkpoint: its pretrained LLM and fresh connectors; tiny-random) as it is. Torch's
+    random state is left as it was: building or loading the untrained preset draws from it, and
+    whether this process builds it (the first to ask) must not change what is initialised after."""
+    if preset.config.name != "shapes":
+        return preset
+    with torch.random.fork_rng():
+        return untrained_preset()
 
 
 def visual_encoder_for(preset: Preset, reads: str, clip_tower: Path = CLIP_TOWER_DIR) -> nn.Module:
@@ -260,11 +265,11 @@ def optimize(
 
 
 def train_language_prior(preset: Preset, texts: list[str], out: Path) -> nn.Module:
-    """Stage 0: the preset's LLM (as training starts from it) trained on the world's texts; cached
-    in `out`."""
+    """Stage 0: the LLM of `preset` (the training's `starting_verifier`) trained on the world's texts;
+    cached in `out`."""
     if (out / "config.json").is_file():
         return Qwen2ForCausalLM.from_pretrained(out)
-    llm = copy.deepcopy(starting_verifier(preset).llm).train().requires_grad_(True)
+    llm = copy.deepcopy(preset.llm).train().requires_grad_(True)
     ids, mask = pad_token_ids(preset.llm_tokenizer, texts)
     labels = ids.masked_fill(mask == 0, -100)
 
@@ -322,8 +327,9 @@ def train_verifier(
     passed = torch.from_numpy(train["passed"].astype(np.int64))
     tokenizer = preset.llm_tokenizer
 
-    llm = copy.deepcopy(train_language_prior(preset, prompts + train_record["captions"], prior_dir))
-    encoder = visual_encoder_for(starting_verifier(preset), reads, clip_tower)
+    start = starting_verifier(preset)
+    llm = copy.deepcopy(train_language_prior(start, prompts + train_record["captions"], prior_dir))
+    encoder = visual_encoder_for(start, reads, clip_tower)
     set_input_statistics(encoder, train[reads])
     log = LossLog(out)
 
@@ -463,7 +469,8 @@ def main() -> None:
         record = load_split("train", ("passed",), args.data_dir)[1]
         texts = [p["text"] for p in record["prompts"]] + record["captions"]
         torch.manual_seed(SEED)  # as train_verifier seeds it: the same prior either way
-        train_language_prior(load_preset(args.preset, components=("llm",)), texts, args.prior_dir)
+        start = starting_verifier(load_preset(args.preset, components=("llm",)))
+        train_language_prior(start, texts, args.prior_dir)
         return
     metrics = train_verifier(
         args.reads, args.out, args.loss, args.preset, args.data_dir, args.prior_dir, args.tune_clip_tower,
