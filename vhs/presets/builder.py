@@ -9,6 +9,7 @@ the one real checkpoints use. Only the sizes differ between `tiny-random` and `s
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,18 +111,24 @@ def ensure_built(name: str, version: int, build: Callable[[], Preset]) -> Path:
     """Build a preset in code and save it into its `cache_folder`, unless it is there already; the
     folder. Only `vhs-build-preset` (vhs/presets/build.py) calls this: loading never builds."""
     folder = cache_folder(name, version)
-    if not (folder / "preset.json").is_file():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        # Write to a temporary sibling and rename, so a concurrent or interrupted build never
-        # leaves a half-written preset behind.
-        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}-"))
-        build().save_pretrained(staging)
-        try:
-            staging.rename(folder)
-        except OSError:
-            if not (folder / "preset.json").is_file():
-                raise
+    save_once(folder, build)
     return folder
+
+
+def save_once(folder: Path, build: Callable[[], Preset]) -> None:
+    """Save `build()` into `folder` unless a preset is there already. Written to a temporary sibling
+    and renamed, so a concurrent or interrupted build never leaves a half-written preset behind."""
+    if (folder / "preset.json").is_file():
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+    build().save_pretrained(staging)
+    try:
+        staging.rename(folder)
+    except OSError:  # another process was first
+        shutil.rmtree(staging)
+        if not (folder / "preset.json").is_file():
+            raise
 
 
 def build_text_encoder(sizes: ComponentSizes, tokenizer, max_length: int) -> Gemma2Model:

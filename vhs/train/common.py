@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import numpy as np
 import torch
 
 from ..presets import Preset, load_preset
+from ..presets.builder import save_once
 from ..presets.shapes_builder import IMAGE_SIZE, build_untrained_shapes
 from ..shapes import prompt_text, render_scene, sample_training_prompt, scene_for_prompt
 
@@ -34,17 +33,7 @@ def training_batch(rng: np.random.Generator, batch_size: int) -> tuple[list[str]
 
 def untrained_preset() -> Preset:
     """The seeded untrained preset, built once into build/train/untrained and loaded from there."""
-    if not (UNTRAINED_DIR / "preset.json").is_file():
-        # Built into a temporary sibling and renamed: two training processes may ask at once.
-        UNTRAINED_DIR.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=UNTRAINED_DIR.parent, prefix=".untrained-"))
-        build_untrained_shapes().save_pretrained(staging)
-        try:
-            staging.rename(UNTRAINED_DIR)
-        except OSError:  # the other process was first
-            shutil.rmtree(staging)
-            if not (UNTRAINED_DIR / "preset.json").is_file():
-                raise
+    save_once(UNTRAINED_DIR, build_untrained_shapes)  # two training processes may ask at once
     preset = load_preset(UNTRAINED_DIR)
     for module in (preset.text_encoder, preset.transformer, preset.vae):
         module.requires_grad_(True)

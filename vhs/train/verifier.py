@@ -264,6 +264,11 @@ def optimize(
     model.eval()
 
 
+def prior_texts(train_record: dict) -> list[str]:
+    """What the language prior reads: the training prompts and the captions of their candidates."""
+    return [prompt["text"] for prompt in train_record["prompts"]] + train_record["captions"]
+
+
 def train_language_prior(preset: Preset, texts: list[str], out: Path) -> nn.Module:
     """Stage 0: the LLM of `preset` (the training's `starting_verifier`) trained on the world's texts;
     cached in `out`."""
@@ -328,7 +333,7 @@ def train_verifier(
     tokenizer = preset.llm_tokenizer
 
     start = starting_verifier(preset)
-    llm = copy.deepcopy(train_language_prior(start, prompts + train_record["captions"], prior_dir))
+    llm = copy.deepcopy(train_language_prior(start, prior_texts(train_record), prior_dir))
     encoder = visual_encoder_for(start, reads, clip_tower)
     set_input_statistics(encoder, train[reads])
     log = LossLog(out)
@@ -467,10 +472,9 @@ def main() -> None:
         dist.init_process_group("gloo")
     if args.prior_only:  # one process trains the prior every verifier starts from (`make -j2` safe)
         record = load_split("train", ("passed",), args.data_dir)[1]
-        texts = [p["text"] for p in record["prompts"]] + record["captions"]
         torch.manual_seed(SEED)  # as train_verifier seeds it: the same prior either way
         start = starting_verifier(load_preset(args.preset, components=("llm",)))
-        train_language_prior(start, texts, args.prior_dir)
+        train_language_prior(start, prior_texts(record), args.prior_dir)
         return
     metrics = train_verifier(
         args.reads, args.out, args.loss, args.preset, args.data_dir, args.prior_dir, args.tune_clip_tower,
