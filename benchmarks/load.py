@@ -179,12 +179,7 @@ def stop_leftovers(supervisor: Supervisor, timeout_s: float) -> None:
     """Run the supervisor's checks until no stub of an unloaded version waits to be stopped and no
     model has more live stubs than the census."""
     deadline = time.monotonic() + timeout_s
-
-    def leftovers() -> bool:
-        live = live_stubs(supervisor.server.pid, supervisor.server.model_repository)
-        return bool(supervisor.stale_stubs) or any(live[m] > n for m, n in supervisor.expected_stubs.items())
-
-    while leftovers() and time.monotonic() < deadline:
+    while supervisor.has_leftovers() and time.monotonic() < deadline:
         time.sleep(supervisor.poll_interval_s)
         supervisor.check()
 

@@ -108,6 +108,12 @@ class Supervisor:
         self.stale_stubs.update({pid: (model, stop_at) for pid in old & set(now)})
         self.reloaded[model] = ({pid for pid, name in now.items() if name == model} - old, stop_at)
 
+    def has_leftovers(self) -> bool:
+        """Whether stubs of an unloaded version wait to be stopped or a model has more live stubs
+        than its census."""
+        live = live_stubs(self.server.pid, self.server.model_repository)
+        return bool(self.stale_stubs) or any(live[m] > n for m, n in self.expected_stubs.items())
+
     def _stop_stale_stubs(self) -> None:
         live = self._stubs()
         for model, (started, stop_at) in self.reloaded.items():
