@@ -63,6 +63,8 @@ class ComponentSizes:
     # 1024 px SANA-Sprint image at 336 px); None: the image size itself.
     clip_image_size: int | None = None
     clip_patch_size: int = 8
+    llm_heads: int = 2
+    llm_kv_heads: int = 1
     # ResBlocks / EfficientViT blocks per decoder level: one count for every level, or one per level
     # from the highest resolution to the latent's (as DC-AE's decoder_layers_per_block)
     vae_decoder_layers: int | tuple[int, ...] = 1
@@ -208,8 +210,8 @@ def build_llm(sizes: ComponentSizes, llm_tokenizer) -> Qwen2ForCausalLM:
             hidden_size=sizes.llm_width,
             intermediate_size=sizes.llm_intermediate,
             num_hidden_layers=sizes.llm_layers,
-            num_attention_heads=2,
-            num_key_value_heads=1,
+            num_attention_heads=sizes.llm_heads,
+            num_key_value_heads=sizes.llm_kv_heads,
             max_position_embeddings=sizes.llm_max_positions,
             tie_word_embeddings=True,
             initializer_range=sizes.llm_initializer_range,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -12,11 +13,12 @@ import torch
 
 from ..presets import Preset, load_preset
 from ..presets.builder import save_once
-from ..presets.shapes_builder import IMAGE_SIZE, build_untrained_shapes
+from ..presets.shapes_builder import CONFIG, IMAGE_SIZE, SEED, SIZES, build_untrained_shapes
 from ..shapes import prompt_text, render_scene, sample_training_prompt, scene_for_prompt
 
 TRAIN_DIR = Path("build/train")
-UNTRAINED_DIR = TRAIN_DIR / "untrained"
+# Named after what it is built from, so that a change of sizes never reuses a stale build.
+UNTRAINED_DIR = TRAIN_DIR / f"untrained-{hashlib.sha256(repr((CONFIG, SIZES, SEED)).encode()).hexdigest()[:8]}"
 
 
 def training_batch(rng: np.random.Generator, batch_size: int) -> tuple[list[str], torch.Tensor]:
