@@ -9,7 +9,10 @@ from vhs.shapes import TASKS
 from vhs.shapes.prompt_sets import MIN_VALIDATION_GROUPS, _split, _verifier_split
 from vhs.train.verifier import ranking_loss
 from vhs.train.verifier_metrics import (
+    best_of_n,
+    best_of_n_gain,
     chosen_verdicts,
+    task_scores,
     overall_difference,
     within_prompt_auroc,
     within_prompt_auroc_standard_error,
@@ -87,6 +90,20 @@ def test_chosen_verdicts_take_the_first_highest_score():
     labels = np.array([[0, 1, 0], [1, 0, 0]])
     assert chosen_verdicts(scores, labels, 3).tolist() == [1.0, 0.0]
     assert chosen_verdicts(scores, labels, 2).tolist() == [1.0, 1.0]
+
+
+def test_best_of_n_gain_is_best_of_n_minus_the_first_candidate():
+    rng = np.random.default_rng(0)
+    scores, passed = rng.random((40, 4)), rng.random((40, 4)) < 0.4
+    tags = [TASKS[i % 3] for i in range(40)]
+    gain, se = best_of_n_gain(scores, passed, tags, 4)
+    expected = (
+        best_of_n(scores, passed, tags, 4)["overall"]
+        - task_scores(passed[:, 0].astype(float), tags)["overall"]
+    )
+    assert gain == pytest.approx(expected)
+    assert se > 0
+    assert best_of_n_gain(scores, passed, tags, 1) == (0.0, 0.0)
 
 
 @pytest.mark.parametrize("tag", TASKS)

@@ -18,7 +18,8 @@ from ..shapes import prompt_text, render_scene, sample_training_prompt, scene_fo
 
 TRAIN_DIR = Path("build/train")
 # Named after what it is built from, so that a change of sizes never reuses a stale build.
-UNTRAINED_DIR = TRAIN_DIR / f"untrained-{hashlib.sha256(repr((CONFIG, SIZES, SEED)).encode()).hexdigest()[:8]}"
+UNTRAINED_FINGERPRINT = hashlib.sha256(repr((CONFIG, SIZES, SEED)).encode()).hexdigest()[:8]
+UNTRAINED_DIR = TRAIN_DIR / f"untrained-{UNTRAINED_FINGERPRINT}"
 
 
 def training_batch(rng: np.random.Generator, batch_size: int) -> tuple[list[str], torch.Tensor]:

@@ -32,6 +32,7 @@ from .verifier_data import OUT_DIR as DATA_DIR
 from .verifier_data import load_split
 from .verifier_metrics import (
     auroc,
+    best_of_n_gain,
     chosen_verdicts,
     overall_difference,
     task_scores,
@@ -113,9 +114,7 @@ def evaluate_verifiers(preset_name: str, split: str, data_dir: Path = DATA_DIR) 
             ),
             "auroc": auroc(scores, arrays["passed"]),
             "best_of_n": {n: task_scores(chosen[mode_name][n], tags) for n in sizes},
-            "best_of_n_minus_best_of_1": {
-                n: overall_difference(chosen[mode_name][n], best_of_1, tags) for n in sizes
-            },
+            "best_of_n_minus_best_of_1": {n: best_of_n_gain(by_prompt, passed, tags, n) for n in sizes},
             # Best-of-N overall for every N, and the verdict chosen for each prompt at every N: the
             # score axis of the time-budget table and the paired standard errors of its differences.
             "best_of_n_overall": [

@@ -103,6 +103,15 @@ def best_of_n(
     return task_scores(chosen_verdicts(scores, labels, num_candidates), tags)
 
 
+def best_of_n_gain(
+    scores: np.ndarray, labels: np.ndarray, tags: list[str], num_candidates: int
+) -> tuple[float, float]:
+    """(Best-of-`num_candidates` minus Best-of-1 overall, its paired standard error over prompts);
+    scores, labels (prompts, K), Best-of-1 the first candidate, as served."""
+    chosen = chosen_verdicts(scores, labels, num_candidates)
+    return overall_difference(chosen, labels[:, 0].astype(float), tags)
+
+
 def task_scores(values: np.ndarray, tags: list[str]) -> dict[str, float]:
     """GenEval's summary of per-prompt values (P,): {task: mean, ..., "overall": mean of the tasks}."""
     tags = np.asarray(tags)
@@ -129,9 +138,7 @@ def selection_summary(
     per_prompt = int(np.bincount(prompt_index)[0])
     by_prompt, verdicts = scores.reshape(-1, per_prompt), passed.reshape(-1, per_prompt)
     first = np.tile(np.arange(per_prompt) < num_candidates, len(by_prompt))
-    gain, gain_se = overall_difference(
-        chosen_verdicts(by_prompt, verdicts, num_candidates), verdicts[:, 0].astype(float), tags
-    )
+    gain, gain_se = best_of_n_gain(by_prompt, verdicts, tags, num_candidates)
     return {
         "within_prompt_auroc": within_prompt_auroc(scores[first], passed[first], prompt_index[first]),
         "within_prompt_auroc_se": within_prompt_auroc_standard_error(

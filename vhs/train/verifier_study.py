@@ -26,7 +26,7 @@ from .readability import REPRESENTATIONS
 from .verifier import VerifierForTraining, connector_of, question_tensors, score, visual_encoder_for
 from .verifier_data import OUT_DIR as DATA_DIR
 from .verifier_data import load_split
-from .verifier_metrics import chosen_verdicts, overall_difference, selection_summary, within_prompt_auroc
+from .verifier_metrics import best_of_n_gain, selection_summary, within_prompt_auroc
 
 
 def load_trained_verifier(folder: Path, reads: str, preset) -> VerifierForTraining:
@@ -43,11 +43,7 @@ def load_trained_verifier(folder: Path, reads: str, preset) -> VerifierForTraini
 def best_of_n_gains(scores: np.ndarray, passed: np.ndarray, tags: list[str]) -> list[tuple[float, float]]:
     """[(Best-of-N - Best-of-1, paired SE) for N = 1 .. candidates per prompt], N the first N."""
     by_prompt, verdicts = scores.reshape(len(tags), -1), passed.reshape(len(tags), -1)
-    best_of_1 = verdicts[:, 0].astype(float)
-    return [
-        overall_difference(chosen_verdicts(by_prompt, verdicts, n), best_of_1, tags)
-        for n in range(1, verdicts.shape[1] + 1)
-    ]
+    return [best_of_n_gain(by_prompt, verdicts, tags, n) for n in range(1, verdicts.shape[1] + 1)]
 
 
 def study(verifiers: Path, data_dir: Path = DATA_DIR, preset_name: str = "shapes") -> dict:
