@@ -12,9 +12,10 @@ from vhs.train.verifier_metrics import (
     best_of_n,
     best_of_n_gain,
     chosen_verdicts,
-    task_scores,
     overall_difference,
+    task_scores,
     within_prompt_auroc,
+    within_prompt_auroc_difference,
     within_prompt_auroc_standard_error,
 )
 
@@ -83,6 +84,22 @@ def test_auroc_standard_error_shrinks_with_more_prompts():
     small, large = sample(50), sample(800)
     assert within_prompt_auroc_standard_error(*large) < within_prompt_auroc_standard_error(*small) / 2
     assert 0.6 < within_prompt_auroc(*large) < 0.9
+
+
+def test_paired_auroc_difference_is_the_difference_with_a_smaller_error():
+    """Two verifiers that share most of their scores: the paired SE of their difference is far below
+    either AUROC's own bootstrap SE, and the difference is exactly that of the two AUROCs."""
+    rng = np.random.default_rng(0)
+    prompt_index, labels = np.repeat(np.arange(200), 8), rng.random(1600) < 0.4
+    first = labels + rng.normal(0, 1.5, 1600)
+    second = first + rng.normal(0, 0.3, 1600)
+    difference, se = within_prompt_auroc_difference(first, second, labels, prompt_index)
+    expected = within_prompt_auroc(first, labels, prompt_index) - within_prompt_auroc(
+        second, labels, prompt_index
+    )
+    assert difference == pytest.approx(expected)
+    assert 0 < se < within_prompt_auroc_standard_error(first, labels, prompt_index) / 2
+    assert within_prompt_auroc_difference(first, first, labels, prompt_index) == (0.0, 0.0)
 
 
 def test_chosen_verdicts_take_the_first_highest_score():

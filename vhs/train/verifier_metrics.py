@@ -61,6 +61,22 @@ def within_prompt_auroc_standard_error(
     return float(np.std(wins[drawn].sum(axis=1)[totals > 0] / totals[totals > 0], ddof=1))
 
 
+def within_prompt_auroc_difference(
+    first: np.ndarray, second: np.ndarray, labels: np.ndarray, prompt_index: np.ndarray, resamples: int = 1000
+) -> tuple[float, float]:
+    """(within-prompt AUROC of `first` minus that of `second`, paired standard error): two verifiers'
+    scores of the same candidates, bootstrapped over the same prompt draws, so that what the prompts
+    share (how hard their pairs are to order) cancels out. Far smaller than either AUROC's own SE."""
+    wins_first, pairs = within_prompt_pairs(first, labels, prompt_index)
+    wins_second = within_prompt_pairs(second, labels, prompt_index)[0]
+    drawn = np.random.default_rng(0).integers(len(pairs), size=(resamples, len(pairs)))
+    totals = pairs[drawn].sum(axis=1)
+    differences = (wins_first[drawn].sum(axis=1) - wins_second[drawn].sum(axis=1))[totals > 0] / totals[
+        totals > 0
+    ]
+    return float((wins_first.sum() - wins_second.sum()) / pairs.sum()), float(np.std(differences, ddof=1))
+
+
 def overall_difference(first: np.ndarray, second: np.ndarray, tags: list[str]) -> tuple[float, float]:
     """(difference, paired standard error) of GenEval's overall score (the mean of the task means)
     between two per-prompt results `first` and `second` (P,) on the same prompts: the difference of
