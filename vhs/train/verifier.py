@@ -445,6 +445,7 @@ def check_replicas_equal(module: nn.Module) -> None:
 
 def main() -> None:
     global PRIOR_STEPS, ALIGN_STEPS, FINETUNE_STEPS, FINETUNE_LR, EVAL_EVERY
+    global BATCH_PROMPTS, CANDIDATES_PER_STEP
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -460,6 +461,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs=3, metavar=("PRIOR", "ALIGN", "FINETUNE"),
                         default=(PRIOR_STEPS, ALIGN_STEPS, FINETUNE_STEPS))  # fmt: skip
     parser.add_argument("--finetune-lr", type=float, default=FINETUNE_LR)
+    parser.add_argument(
+        "--batch", type=int, nargs=2, metavar=("PROMPTS", "CANDIDATES"), help="of each fine-tuning step",
+        default=(BATCH_PROMPTS, CANDIDATES_PER_STEP),
+    )  # fmt: skip
     parser.add_argument("--eval-every", type=int, default=EVAL_EVERY)
     parser.add_argument("--tune-clip-tower", action=argparse.BooleanOptionalAction, default=TUNE_CLIP_TOWER)
     parser.add_argument("--align-llm", action=argparse.BooleanOptionalAction, default=ALIGN_LLM)
@@ -468,6 +473,7 @@ def main() -> None:
         parser.error("--reads and --out are required (unless --prior-only)")
     PRIOR_STEPS, ALIGN_STEPS, FINETUNE_STEPS = args.steps
     EVAL_EVERY, FINETUNE_LR = args.eval_every, args.finetune_lr
+    BATCH_PROMPTS, CANDIDATES_PER_STEP = args.batch
     if "WORLD_SIZE" in os.environ:
         dist.init_process_group("gloo")
     if args.prior_only:  # one process trains the prior every verifier starts from (`make -j2` safe)
