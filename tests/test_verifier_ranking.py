@@ -18,6 +18,7 @@ from vhs.train.verifier_metrics import (
     within_prompt_auroc_difference,
     within_prompt_auroc_standard_error,
 )
+from vhs.train.verifier_study import format_study
 
 
 @pytest.mark.parametrize("kind", ["pairwise", "listwise"])
@@ -152,3 +153,24 @@ def test_probe_tokens_keep_every_pixel_and_latent():
     assert tokens[1, 0, :3].tolist() == (images[1, 0, 0] / 255).astype(np.float32).tolist()
     latents = np.random.default_rng(0).normal(size=(2, 8, 4, 4)).astype(np.float16)
     assert torch.equal(as_tokens(latents)[0, 5], torch.from_numpy(latents[0, :, 1, 1]).float())
+
+
+def test_study_rows_name_what_differs_from_the_reference_and_by_how_much():
+    row = {
+        "reads": "hidden_states_l19", "loss": "pairwise", "clip_tower": None, "alignment_trains": "connector",
+        "fine_tuning_lr": 5e-4, "fine_tuning_batch": "16 prompts x 8 candidates",
+        "reader": "2 layers x 64, 2/1 heads", "train_seconds": 600,
+        "steps": {"prior": 300, "alignment": 100, "fine_tuning": 900}, "within_prompt_auroc_all": 0.68,
+        "within_prompt_auroc": 0.68, "within_prompt_auroc_se": 0.02,
+        "best_of_4_minus_best_of_1": 0.08, "best_of_4_minus_best_of_1_se": 0.015,
+    }  # fmt: skip
+    variant = {
+        **row, "fine_tuning_batch": "8 prompts x 16 candidates",
+        "minus_reference": {"within_prompt_auroc_all": (0.012, 0.004), "best_of_4": (-0.003, 0.01)},
+    }  # fmt: skip
+    table = format_study({"split": "validation", "verifiers": {"vhs_l19": row, "wide": variant},
+                          "reference": "vhs_l19", "readability": {}})  # fmt: skip
+    reference_line, variant_line = table.splitlines()[2:4]
+    assert "batch" not in reference_line and "±" not in reference_line.split("|")[8]
+    assert "batch 8 prompts x 16 candidates" in variant_line and "reader" not in variant_line
+    assert "+0.012 ± 0.004, -0.003 ± 0.010" in variant_line

@@ -26,14 +26,28 @@ from .readability import REPRESENTATIONS
 from .verifier import VerifierForTraining, connector_of, question_tensors, score, visual_encoder_for
 from .verifier_data import OUT_DIR as DATA_DIR
 from .verifier_data import load_split
-from .verifier_metrics import best_of_n_gain, selection_summary, within_prompt_auroc
+from .verifier_metrics import (
+    best_of_n_gain,
+    chosen_verdicts,
+    overall_difference,
+    selection_summary,
+    within_prompt_auroc,
+    within_prompt_auroc_difference,
+)
+
+# The row every other is compared with: the shipped VHS verifier's recipe, as `make train-verifier`
+# names its folder.
+REFERENCE = "vhs_l19"
 
 
 def load_trained_verifier(folder: Path, reads: str, preset) -> VerifierForTraining:
     """A verifier as `vhs.train.verifier` saved it in `folder` (connector/, llm/, clip_vision/)."""
     encoder = visual_encoder_for(preset, reads, clip_tower=folder)
-    connector = connector_of(encoder)
-    connector.load_state_dict(type(connector).from_pretrained(folder / "connector").state_dict())
+    connector = type(connector_of(encoder)).from_pretrained(folder / "connector")  # its own widths
+    if encoder is connector_of(encoder):
+        encoder = connector
+    else:
+        encoder.connector = connector
     tokens = preset.prompt_tokenizer
     llm = Qwen2ForCausalLM.from_pretrained(folder / "llm")
     scorer = YesNoScorer(llm, tokens.question_prefix_ids, tokens.yes_token_id, tokens.no_token_id)
@@ -46,13 +60,41 @@ def best_of_n_gains(scores: np.ndarray, passed: np.ndarray, tags: list[str]) -> 
     return [best_of_n_gain(by_prompt, verdicts, tags, n) for n in range(1, verdicts.shape[1] + 1)]
 
 
-def study(verifiers: Path, data_dir: Path = DATA_DIR, preset_name: str = "shapes") -> dict:
-    """{"verifiers": {folder name: row}, "readability": the diagnostics or {}}."""
+def reader_shape(config) -> str:
+    """The LLM's shape in words: layers, width, attention heads (query / key-value)."""
+    return (
+        f"{config.num_hidden_layers} layers x {config.hidden_size}, "
+        f"{config.num_attention_heads}/{config.num_key_value_heads} heads"
+    )
+
+
+def paired_difference(first: np.ndarray, second: np.ndarray, arrays: dict, tags: list[str]) -> dict:
+    """First minus second verifier on the same candidates, each with its paired SE: the within-prompt
+    AUROC of all candidates, and Best-of-4 (the first 4, as served)."""
+    passed = arrays["passed"].reshape(len(tags), -1)
+    return {
+        "within_prompt_auroc_all": within_prompt_auroc_difference(
+            first, second, arrays["passed"], arrays["prompt_index"]
+        ),
+        "best_of_4": overall_difference(
+            chosen_verdicts(first.reshape(passed.shape), passed, 4),
+            chosen_verdicts(second.reshape(passed.shape), passed, 4),
+            tags,
+        ),
+    }
+
+
+def study(
+    verifiers: Path, data_dir: Path = DATA_DIR, preset_name: str = "shapes", reference: str = REFERENCE
+) -> dict:
+    """{"verifiers": {folder name: row}, "readability": the diagnostics or {}}. Where the folder
+    `reference` is among them, every row also holds its difference from it, paired over the same
+    candidates (variants of a recipe differ by less than either's own standard error)."""
     preset = load_preset(preset_name)
     arrays, record = load_split("validation", ("passed", "prompt_index"), data_dir)
     tags = [prompt["tag"] for prompt in record["prompts"]]
     questions = question_tensors(preset, [prompt["text"] for prompt in record["prompts"]])
-    rows = {}
+    rows, scores_of = {}, {}
     for metrics_file in sorted(verifiers.glob("*/metrics.json")):
         metrics = json.loads(metrics_file.read_text())
         if "reads" not in metrics:  # the CLIP tower's pre-training
@@ -60,7 +102,7 @@ def study(verifiers: Path, data_dir: Path = DATA_DIR, preset_name: str = "shapes
         reads, folder = metrics["reads"], metrics_file.parent
         features = load_split("validation", (reads,), data_dir)[0][reads]
         model = load_trained_verifier(folder, reads, preset)
-        scores = score(model, features, *questions, arrays["prompt_index"])
+        scores = scores_of[folder.name] = score(model, features, *questions, arrays["prompt_index"])
         rows[folder.name] = {
             "reads": reads,
             "loss": metrics["loss"],
@@ -68,6 +110,8 @@ def study(verifiers: Path, data_dir: Path = DATA_DIR, preset_name: str = "shapes
             "clip_tower": metrics.get("clip_tower"),
             "alignment_trains": metrics.get("alignment_trains", "connector"),
             "fine_tuning_lr": metrics.get("fine_tuning_lr", 5e-4),
+            "fine_tuning_batch": metrics.get("fine_tuning_batch", "16 prompts x 8 candidates"),
+            "reader": reader_shape(model.scorer.llm.config),
             "train_seconds": metrics.get("train_seconds"),
             "within_prompt_auroc_all": within_prompt_auroc(scores, arrays["passed"], arrays["prompt_index"]),
             **selection_summary(scores, arrays["passed"], arrays["prompt_index"], tags),
@@ -76,12 +120,19 @@ def study(verifiers: Path, data_dir: Path = DATA_DIR, preset_name: str = "shapes
             "best_of_n_minus_best_of_1": best_of_n_gains(scores, arrays["passed"], tags),
         }
         print(folder.name, json.dumps(rows[folder.name]), flush=True)
+    for name in scores_of.keys() - {reference} if reference in scores_of else ():
+        rows[name]["minus_reference"] = paired_difference(scores_of[name], scores_of[reference], arrays, tags)
     readability = {}  # one or several runs of vhs.train.readability (representations run apart)
     for path in sorted(verifiers.glob("readability*.json")):
         readability.update(json.loads(path.read_text()))
     order = {name: i for i, name in enumerate(REPRESENTATIONS)}
     readability = dict(sorted(readability.items(), key=lambda item: order.get(item[0], len(order))))
-    return {"split": "validation", "verifiers": rows, "readability": readability}
+    return {
+        "split": "validation",
+        "verifiers": rows,
+        "reference": reference if reference in rows else None,
+        "readability": readability,
+    }
 
 
 def format_study(result: dict) -> str:
@@ -94,9 +145,11 @@ def format_study(result: dict) -> str:
 
     lines = [
         "| verifier | reads | loss | steps (prior/align/fine-tune) | within-prompt AUROC, all 16 | "
-        "within-prompt AUROC, first 4 | Bo4 - Bo1 | train time |",
-        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |",
+        "within-prompt AUROC, first 4 | Bo4 - Bo1 | minus the reference: AUROC all 16, Bo4 | train time |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
+    # A row's recipe names what differs from the reference's (or the first row's) batch and reader.
+    reference = result["verifiers"].get(result.get("reference"), next(iter(result["verifiers"].values()), {}))
     for name, row in result["verifiers"].items():
         steps = "/".join(str(row["steps"][stage]) for stage in ("prior", "alignment", "fine_tuning"))
         loss = ", ".join([
@@ -104,11 +157,15 @@ def format_study(result: dict) -> str:
             *(["CLIP tower tuned"] if row["clip_tower"] == "fine-tuned in stage 2" else []),
             *(["stage 1 trains the LLM"] if row["alignment_trains"] != "connector" else []),
             *([f"lr {row['fine_tuning_lr']:g}"] if row["fine_tuning_lr"] != 5e-4 else []),
+            *(f"{key.replace('fine_tuning_', '')} {row[key]}" for key in ("fine_tuning_batch", "reader")
+              if row[key] != reference[key]),
         ])  # fmt: skip
         minutes = "" if row["train_seconds"] is None else f"{row['train_seconds'] / 60:.0f} min"
+        versus = ", ".join(f"{d:+.3f} ± {se:.3f}" for d, se in row.get("minus_reference", {}).values())
         lines.append(
             f"| {name} | {row['reads']} | {loss} | {steps} | {row['within_prompt_auroc_all']:.3f} | "
-            f"{pm(row, 'within_prompt_auroc')} | {pm(row, 'best_of_4_minus_best_of_1')} | {minutes} |"
+            f"{pm(row, 'within_prompt_auroc')} | {pm(row, 'best_of_4_minus_best_of_1')} | {versus} | "
+            f"{minutes} |"
         )
     if result["readability"]:
         lines += [
