@@ -35,7 +35,7 @@ def training_batch(rng: np.random.Generator, batch_size: int) -> tuple[list[str]
 
 
 def untrained_preset() -> Preset:
-    """The seeded untrained preset, built once into build/train/untrained and loaded from there."""
+    """The seeded untrained preset, built once into UNTRAINED_DIR and loaded from there."""
     save_once(UNTRAINED_DIR, build_untrained_shapes)  # two training processes may ask at once
     preset = load_preset(UNTRAINED_DIR)
     for module in (preset.text_encoder, preset.transformer, preset.vae):
