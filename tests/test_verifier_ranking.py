@@ -155,21 +155,21 @@ def test_probe_tokens_keep_every_pixel_and_latent():
     assert torch.equal(as_tokens(latents)[0, 5], torch.from_numpy(latents[0, :, 1, 1]).float())
 
 
-def test_study_rows_name_what_differs_from_the_reference_and_by_how_much():
+def test_study_rows_name_what_differs_from_the_shipped_verifier_and_by_how_much():
     row = {
         "reads": "hidden_states_l19", "loss": "pairwise", "clip_tower": None, "alignment_trains": "connector",
         "fine_tuning_lr": 5e-4, "fine_tuning_batch": "16 prompts x 8 candidates",
-        "reader": "2 layers x 64, 2/1 heads", "train_seconds": 600,
+        "reader": "2 layers x 64, 2/1 heads", "train_seconds": 600, "shipped": "vhs_l19",
         "steps": {"prior": 300, "alignment": 100, "fine_tuning": 900}, "within_prompt_auroc_all": 0.68,
         "within_prompt_auroc": 0.68, "within_prompt_auroc_se": 0.02,
         "best_of_4_minus_best_of_1": 0.08, "best_of_4_minus_best_of_1_se": 0.015,
     }  # fmt: skip
     variant = {
         **row, "fine_tuning_batch": "8 prompts x 16 candidates",
-        "minus_reference": {"within_prompt_auroc_all": (0.012, 0.004), "best_of_4": (-0.003, 0.01)},
+        "minus_shipped": {"within_prompt_auroc_all": (0.012, 0.004), "best_of_4": (-0.003, 0.01)},
     }  # fmt: skip
     table = format_study({"split": "validation", "verifiers": {"vhs_l19": row, "wide": variant},
-                          "reference": "vhs_l19", "readability": {}})  # fmt: skip
+                          "readability": {}})  # fmt: skip
     reference_line, variant_line = table.splitlines()[2:4]
     assert "batch" not in reference_line and "±" not in reference_line.split("|")[8]
     assert "batch 8 prompts x 16 candidates" in variant_line and "reader" not in variant_line

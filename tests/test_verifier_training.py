@@ -23,6 +23,7 @@ from vhs.shapes import (
 )
 from vhs.train import verifier as verifier_training
 from vhs.train import verifier_data
+from vhs.train.assemble_verifiers import ship_training_records
 from vhs.train.verifier_metrics import auroc, best_of_n, within_prompt_auroc
 
 CANDIDATES = 3
@@ -213,3 +214,24 @@ def test_shapes_verifiers_train_from_the_seeded_start_not_from_the_shipped_weigh
         weights = [getattr(preset, name).state_dict() for preset in (start, seeded, shipped)]
         assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0]), name
         assert not all(torch.equal(weights[0][key], weights[2][key]) for key in weights[0]), name
+
+
+def test_the_shipped_records_hold_every_verifiers_metrics_the_data_cards_and_every_study(tmp_path):
+    verifiers, data, out = tmp_path / "verifiers", tmp_path / "data", tmp_path / "out"
+    for folder in ("vhs_l19", "latent", "clip", "clip_tower", "vhs_l7"):
+        (verifiers / folder).mkdir(parents=True)
+        (verifiers / folder / "metrics.json").write_text("{}")
+    for name in ("study.md", "study.json", "study_recipe.md", "study_recipe.json", "scaling_1600.json"):
+        (verifiers / name).write_text("{}")
+    (data / "train").mkdir(parents=True)
+    (data / "train" / "data_card.json").write_text("{}")
+    written = ship_training_records(verifiers, data, out)
+    assert sorted(written) == sorted(
+        f"training/{name}"
+        for name in (
+            "vhs_l19_metrics.json", "latent_metrics.json", "clip_metrics.json", "clip_tower_metrics.json",
+            "study.md", "study.json", "study_recipe.md", "study_recipe.json", "scaling_1600.json",
+            "data_card_train.json",
+        )
+    )  # fmt: skip
+    assert all((out / name).is_file() for name in written)

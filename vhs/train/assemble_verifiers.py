@@ -4,7 +4,8 @@ Each verifier trained by `vhs.train.verifier` (and, for CLIP, its frozen tower) 
 components of its mode: the folder names are the mode table's (`VerifierMode.folders`, vhs/modes.py).
 Beside the weights, in `training/`: each verifier's metrics.json (its recipe, validation metrics and
 training time), the CLIP tower's, the data card of every split, and the study the choices were made
-on (`make verifier-study`: study.json/.md, block_choice.md, scaling_*.json) where it was run.
+on (`make verifier-study`: study.json/.md, block_choice.md, scaling_*.json; later studies as
+study_<what>.json/.md) where they were run.
 
     python -m vhs.train.assemble_verifiers [--verifiers DIR] [--data DIR] [--out vhs/presets/shapes/verifier]
 """
@@ -56,9 +57,11 @@ def ship_training_records(verifiers: Path, data: Path, out: Path) -> list[str]:
         for trained in shipped(preset_split_block())
     }
     records["clip_tower_metrics.json"] = verifiers / "clip_tower" / "metrics.json"
-    # The study the choices were made on (make verifier-study), where it was run.
-    records |= {name: verifiers / name for name in ("study.json", "study.md", "block_choice.md")}
-    records |= {path.name: path for path in sorted(verifiers.glob("scaling_*.json"))}
+    # The studies the choices were made on (make verifier-study: study.*, block_choice.md, scaling_*;
+    # later ones as study_<what>.*), where they were run.
+    records["block_choice.md"] = verifiers / "block_choice.md"
+    for pattern in ("study*.json", "study*.md", "scaling_*.json"):
+        records |= {path.name: path for path in sorted(verifiers.glob(pattern))}
     records |= {f"data_card_{split.name}.json": split / "data_card.json" for split in sorted(data.iterdir())}
     shutil.rmtree(out / "training", ignore_errors=True)  # no record of a verifier no longer shipped
     (out / "training").mkdir(parents=True)

@@ -57,8 +57,10 @@ SEED = 0
 BATCH_SIZE = 64  # stages 0 and 1: texts / candidates per step
 # Stage 2: each step holds CANDIDATES_PER_STEP random candidates of each of BATCH_PROMPTS prompts; a
 # ranking loss draws among the prompts with both passing and failing candidates (the others carry no
-# order), a pointwise loss among all.
-BATCH_PROMPTS, CANDIDATES_PER_STEP = 16, 8
+# order), a pointwise loss among all. All 16 candidates of a prompt, chosen on validation: ~4x the
+# pairs of 8 for 2x the compute (within-prompt AUROC of all 16 +0.015 +- 0.003 paired, Best-of-4
+# unchanged; docs/training.md)
+BATCH_PROMPTS, CANDIDATES_PER_STEP = 16, 16
 PRIOR_STEPS, PRIOR_LR = 300, 2e-3
 ALIGN_STEPS, ALIGN_LR = 100, 2e-3
 # 900, chosen on validation from the seeded start: 300 had sufficed only while each training

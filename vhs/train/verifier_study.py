@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from transformers import Qwen2ForCausalLM
 
 from ..presets import load_preset
 from ..verifier import YesNoScorer
+from .assemble_verifiers import preset_split_block, shipped
 from .readability import REPRESENTATIONS
 from .verifier import VerifierForTraining, connector_of, question_tensors, score, visual_encoder_for
 from .verifier_data import OUT_DIR as DATA_DIR
@@ -34,10 +36,6 @@ from .verifier_metrics import (
     within_prompt_auroc,
     within_prompt_auroc_difference,
 )
-
-# The row every other is compared with: the shipped VHS verifier's recipe, as `make train-verifier`
-# names its folder.
-REFERENCE = "vhs_l19"
 
 
 def load_trained_verifier(folder: Path, reads: str, preset) -> VerifierForTraining:
@@ -85,11 +83,12 @@ def paired_difference(first: np.ndarray, second: np.ndarray, arrays: dict, tags:
 
 
 def study(
-    verifiers: Path, data_dir: Path = DATA_DIR, preset_name: str = "shapes", reference: str = REFERENCE
+    verifiers: Path, data_dir: Path = DATA_DIR, preset_name: str = "shapes", shipped_names: Iterable[str] = ()
 ) -> dict:
-    """{"verifiers": {folder name: row}, "readability": the diagnostics or {}}. Where the folder
-    `reference` is among them, every row also holds its difference from it, paired over the same
-    candidates (variants of a recipe differ by less than either's own standard error)."""
+    """{"verifiers": {folder name: row}, "readability": the diagnostics or {}}. Every row that reads
+    what a shipped verifier reads (folders `shipped_names`, as `make train-verifier` names them) holds
+    its difference from that one, paired over the same candidates: variants of a recipe differ by
+    less than either's own standard error."""
     preset = load_preset(preset_name)
     arrays, record = load_split("validation", ("passed", "prompt_index"), data_dir)
     tags = [prompt["tag"] for prompt in record["prompts"]]
@@ -120,8 +119,11 @@ def study(
             "best_of_n_minus_best_of_1": best_of_n_gains(scores, arrays["passed"], tags),
         }
         print(folder.name, json.dumps(rows[folder.name]), flush=True)
-    for name in scores_of.keys() - {reference} if reference in scores_of else ():
-        rows[name]["minus_reference"] = paired_difference(scores_of[name], scores_of[reference], arrays, tags)
+    shipped_for = {rows[name]["reads"]: name for name in shipped_names if name in rows}
+    for name, row in rows.items():
+        row["shipped"] = shipped_for.get(row["reads"])
+        if row["shipped"] not in (None, name):
+            row["minus_shipped"] = paired_difference(scores_of[name], scores_of[row["shipped"]], arrays, tags)
     readability = {}  # one or several runs of vhs.train.readability (representations run apart)
     for path in sorted(verifiers.glob("readability*.json")):
         readability.update(json.loads(path.read_text()))
@@ -130,7 +132,6 @@ def study(
     return {
         "split": "validation",
         "verifiers": rows,
-        "reference": reference if reference in rows else None,
         "readability": readability,
     }
 
@@ -145,12 +146,12 @@ def format_study(result: dict) -> str:
 
     lines = [
         "| verifier | reads | loss | steps (prior/align/fine-tune) | within-prompt AUROC, all 16 | "
-        "within-prompt AUROC, first 4 | Bo4 - Bo1 | minus the reference: AUROC all 16, Bo4 | train time |",
+        "within-prompt AUROC, first 4 | Bo4 - Bo1 | minus the shipped one: AUROC all 16, Bo4 | train time |",
         "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    # A row's recipe names what differs from the reference's (or the first row's) batch and reader.
-    reference = result["verifiers"].get(result.get("reference"), next(iter(result["verifiers"].values()), {}))
     for name, row in result["verifiers"].items():
+        # the recipe names the batch and the reader where they differ from the shipped verifier's
+        reference = result["verifiers"].get(row.get("shipped"), row)
         steps = "/".join(str(row["steps"][stage]) for stage in ("prior", "alignment", "fine_tuning"))
         loss = ", ".join([
             row["loss"],
@@ -161,7 +162,7 @@ def format_study(result: dict) -> str:
               if row[key] != reference[key]),
         ])  # fmt: skip
         minutes = "" if row["train_seconds"] is None else f"{row['train_seconds'] / 60:.0f} min"
-        versus = ", ".join(f"{d:+.3f} ± {se:.3f}" for d, se in row.get("minus_reference", {}).values())
+        versus = ", ".join(f"{d:+.3f} ± {se:.3f}" for d, se in row.get("minus_shipped", {}).values())
         lines.append(
             f"| {name} | {row['reads']} | {loss} | {steps} | {row['within_prompt_auroc_all']:.3f} | "
             f"{pm(row, 'within_prompt_auroc')} | {pm(row, 'best_of_4_minus_best_of_1')} | {versus} | "
@@ -201,7 +202,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--out", type=Path, default=Path("build/train/verifiers/study"))
     args = parser.parse_args()
-    result = study(args.verifiers, args.data_dir)
+    result = study(args.verifiers, args.data_dir, shipped_names=shipped(preset_split_block()))
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(format_study(result) + "\n")
     print(format_study(result))
