@@ -53,12 +53,7 @@ def within_prompt_auroc_standard_error(
     """The standard error of `within_prompt_auroc` from a bootstrap over prompts (prompts are the
     independent units; candidates of one prompt are not)."""
     wins, pairs = within_prompt_pairs(scores, labels, prompt_index)
-    if not pairs.sum():
-        return float("nan")
-    rng = np.random.default_rng(0)
-    drawn = rng.integers(len(pairs), size=(resamples, len(pairs)))
-    totals = pairs[drawn].sum(axis=1)
-    return float(np.std(wins[drawn].sum(axis=1)[totals > 0] / totals[totals > 0], ddof=1))
+    return _bootstrap_standard_error(wins, pairs, resamples) if pairs.sum() else float("nan")
 
 
 def within_prompt_auroc_difference(
@@ -68,13 +63,16 @@ def within_prompt_auroc_difference(
     scores of the same candidates, bootstrapped over the same prompt draws, so that what the prompts
     share (how hard their pairs are to order) cancels out. Far smaller than either AUROC's own SE."""
     wins_first, pairs = within_prompt_pairs(first, labels, prompt_index)
-    wins_second = within_prompt_pairs(second, labels, prompt_index)[0]
+    wins = wins_first - within_prompt_pairs(second, labels, prompt_index)[0]
+    return float(wins.sum() / pairs.sum()), _bootstrap_standard_error(wins, pairs, resamples)
+
+
+def _bootstrap_standard_error(wins: np.ndarray, pairs: np.ndarray, resamples: int) -> float:
+    """The standard deviation of sum(wins) / sum(pairs) over prompts drawn with replacement (the same
+    draws on every call)."""
     drawn = np.random.default_rng(0).integers(len(pairs), size=(resamples, len(pairs)))
     totals = pairs[drawn].sum(axis=1)
-    differences = (wins_first[drawn].sum(axis=1) - wins_second[drawn].sum(axis=1))[totals > 0] / totals[
-        totals > 0
-    ]
-    return float((wins_first.sum() - wins_second.sum()) / pairs.sum()), float(np.std(differences, ddof=1))
+    return float(np.std(wins[drawn].sum(axis=1)[totals > 0] / totals[totals > 0], ddof=1))
 
 
 def overall_difference(first: np.ndarray, second: np.ndarray, tags: list[str]) -> tuple[float, float]:
