@@ -129,11 +129,7 @@ def study(
         readability.update(json.loads(path.read_text()))
     order = {name: i for i, name in enumerate(REPRESENTATIONS)}
     readability = dict(sorted(readability.items(), key=lambda item: order.get(item[0], len(order))))
-    return {
-        "split": "validation",
-        "verifiers": rows,
-        "readability": readability,
-    }
+    return {"split": "validation", "verifiers": rows, "readability": readability}
 
 
 def format_study(result: dict) -> str:
