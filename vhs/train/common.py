@@ -127,19 +127,24 @@ class DenoiserX0:
     serving modules is what guarantees the preset works unchanged in the split and the pipeline.
     """
 
-    def __init__(self, preset: Preset):
+    def __init__(self, preset: Preset, split_block: int | None = None):
         from ..dit_split import DiTPrefix, DiTSuffix
 
+        split_block = preset.config.split_block if split_block is None else split_block
         sigma_data = preset.scheduler.config.sigma_data
-        self.prefix = DiTPrefix(preset.transformer, preset.config.split_block, sigma_data)
-        self.suffix = DiTSuffix(preset.transformer, preset.config.split_block, sigma_data)
+        self.prefix = DiTPrefix(preset.transformer, split_block, sigma_data)
+        self.suffix = DiTSuffix(preset.transformer, split_block, sigma_data)
         self.guidance_scale = preset.config.guidance_scale
 
     def __call__(self, y_t, t, prompt_embeds, attention_mask) -> torch.Tensor:
         """y_t (B, C, h, w), t (B,) TrigFlow time in (0, pi/2] -> y_0 estimate (B, C, h, w)."""
+        return self.with_hidden_state(y_t, t, prompt_embeds, attention_mask)[1]
+
+    def with_hidden_state(self, y_t, t, prompt_embeds, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """As `__call__`, also returning the hidden state after the split block (B, tokens, width)."""
         guidance = torch.full_like(t, self.guidance_scale)
         prefix = self.prefix(y_t, prompt_embeds, attention_mask, t, guidance)
-        return self.suffix(*prefix, y_t, t)
+        return prefix[0], self.suffix(*prefix, y_t, t)
 
 
 def load_teacher(teacher_dir: Path) -> Preset:
