@@ -141,7 +141,7 @@ flops: preset
 	$(PYTHON) -m vhs.benchmarks.flops $(PRESET)
 
 # --- the `shapes` verifiers (docs/training.md) ----------------------------------------------------
-.PHONY: verifier-data train-verifier verifier-study eval-verifiers bench-budget
+.PHONY: verifier-data train-verifier verifier-study generator-study eval-verifiers bench-budget
 VERIFIERS := $(BUILD)/train/verifiers
 VERIFIER_DATA := $(BUILD)/train/verifier_data
 # One thread per process: on 2 cores, two single-threaded processes beat one with two threads.
@@ -214,6 +214,29 @@ verifier-study: $(TRAINING_DATA) $(VERIFIERS)/llm_prior/config.json
 		--representations hidden_states_l$(SPLIT_BLOCK) denoised_latents --out $(VERIFIERS)/scaling_$$prompts.json || exit 1; done
 	$(PYTHON) -m vhs.train.verifier_study --data-dir $(VERIFIER_DATA) --verifiers $(VERIFIERS) --out $(VERIFIERS)/study
 	$(PYTHON) -m vhs.benchmarks.block_choice --study $(VERIFIERS)/study.json | tee $(VERIFIERS)/block_choice.md
+
+# The generator lever, on validation: the shipped student fine-tuned so that block 7 carries z_0
+# (vhs.train.readable_student: an auxiliary token map, each weight and length below), the verifiers'
+# validation candidates and first STUDY_PROMPTS training prompts drawn by it, and the ranking probe
+# at blocks 7 and 19 and on z_0 against the same probe on the shipped generator's candidates of the
+# same prompts. ~2 h on 2 cores; results in $(READABLE)/*/result.json and readability.json.
+READABLE := $(BUILD)/train/readable_student
+READABLE_RUNS := 1:1000 3:2000
+STUDY_PROMPTS := 1600
+PROBE := $(TRAIN_ENV) $(PYTHON) -m vhs.train.readability --no-ceiling --representations hidden_states_l7 \
+	hidden_states_l19 denoised_latents
+generator-study: $(TRAINING_DATA)
+	$(PROBE) --data-dir $(VERIFIER_DATA) --train-prompts $(STUDY_PROMPTS) --out $(READABLE)/shipped_readability.json
+	for run in $(READABLE_RUNS); do weight=$${run%:*}; steps=$${run#*:}; out=$(READABLE)/w$${weight}_s$${steps}; \
+		$(PYTHON) -m vhs.train.readable_student --block 7 --aux-weight $$weight --steps $$steps --out $$out || exit 1; \
+		for split in validation train; do \
+			$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier_data --split $$split --preset $$out/preset \
+				--prompts $(STUDY_PROMPTS) --out-dir $$out/data --shards 0::2 & \
+			$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier_data --split $$split --preset $$out/preset \
+				--prompts $(STUDY_PROMPTS) --out-dir $$out/data --shards 1::2 || exit 1; wait $$! || exit 1; \
+		done; \
+		$(PROBE) --data-dir $$out/data --out $$out/readability.json || exit 1; \
+	done
 
 # The evaluation table of the verifiers the preset ships, from its weights alone (the evaluation
 # candidates are generated first where absent: minutes), shipped with the split's data card. SPLIT=validation: the table choices were

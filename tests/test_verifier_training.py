@@ -235,3 +235,9 @@ def test_the_shipped_records_hold_every_verifiers_metrics_the_data_cards_and_eve
         )
     )  # fmt: skip
     assert all((out / name).is_file() for name in written)
+
+
+def test_a_study_subset_is_the_first_whole_shards_of_the_split(tmp_path):
+    every = verifier_data.shard_paths("train", tmp_path)
+    assert verifier_data.shard_paths("train", tmp_path, 250) == every[:3]  # 100 prompts per shard
+    assert verifier_data.shard_paths("train", tmp_path, 10**9) == every

@@ -16,7 +16,10 @@ fine-tuned student side by side: the pass rate of their candidates (what Best-of
 the two draw the same verdict, and the ceiling of block l* as `vhs.train.readability` reports it
 (the token map's z_0, decoded by the shipped autoencoder and judged by the exact evaluator).
 
-    python -m vhs.train.readable_student --block 7 --out build/train/readable_student
+    python -m vhs.train.readable_student --block 7 --out build/train/readable_student/w1_s1000
+
+writes the fine-tuned preset to <out>/preset (the shipped one with the new transformer), so that
+`vhs.train.verifier_data --preset <out>/preset` draws the verifiers' data with it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,7 +41,7 @@ from ..best_of_n import to_uint8_images
 from ..engine_names import VAE_DECODER
 from ..engines import build_engine
 from ..noise import candidate_noise
-from ..presets import load_preset
+from ..presets import load_preset, preset_folder
 from ..shapes import evaluate, parse_prompt, prompt_text, sample_training_prompt
 from .common import (
     DenoiserX0,
@@ -188,8 +192,9 @@ def main() -> None:
     shipped_preset.transformer.requires_grad_(False)
     shipped = one_step_student(shipped_preset, args.block)
     head = fine_tune(preset, shipped, args.block, args.out, args.steps, args.aux_weight, args.map_only)
-    if not args.map_only:
-        preset.transformer.save_pretrained(args.out / "transformer")
+    if not args.map_only:  # a preset that draws with the fine-tuned student, for vhs.train.verifier_data
+        shutil.copytree(preset_folder(PRESET), args.out / "preset", dirs_exist_ok=True)
+        preset.transformer.save_pretrained(args.out / "preset" / "transformer")
     students = {"shipped": (shipped, None), "trained": (one_step_student(preset, args.block), head)}
     result = {
         "block": args.block, "steps": args.steps, "aux_weight": args.aux_weight, "map_only": args.map_only,

@@ -166,8 +166,12 @@ def _write_labelled_shard(path: Path, tensors: dict[str, np.ndarray], record: di
     path.with_suffix(".tmp").replace(path)
 
 
-def shard_paths(split: str, out_dir: Path = OUT_DIR) -> list[Path]:
-    count = -(-len(split_prompts(split)) // SHARD_PROMPTS)
+def shard_paths(split: str, out_dir: Path = OUT_DIR, num_prompts: int | None = None) -> list[Path]:
+    """The split's shards, or those of its first `num_prompts` prompts only."""
+    prompts = len(split_prompts(split))
+    if num_prompts is not None:
+        prompts = min(prompts, num_prompts)
+    count = -(-prompts // SHARD_PROMPTS)
     return [out_dir / split / f"shard_{i:04d}.safetensors" for i in range(count)]
 
 
@@ -244,15 +248,18 @@ def main() -> None:
     parser.add_argument("--relabel", action="store_true", help="judge the built shards' images again")
     parser.add_argument("--shards", default=":", metavar="START:STOP",
                         help="only these shards (a slice), so that processes share a split")  # fmt: skip
+    parser.add_argument("--preset", default=PRESET, help="the preset (name or folder) whose generator draws")
+    parser.add_argument("--prompts", type=int, metavar="N",
+                        help="the first N prompts only: a study's subset, in its own --out-dir")  # fmt: skip
     args = parser.parse_args()
     torch.manual_seed(0)
-    paths = shard_paths(args.split, args.out_dir)
+    paths = shard_paths(args.split, args.out_dir, args.prompts)
     shards = slice(*(int(bound) if bound else None for bound in args.shards.split(":")))
     if args.relabel:
         for path in tqdm(paths[shards], desc=f"relabelling {args.split}"):
             label_shard(path)
     else:
-        generator = CandidateGenerator()
+        generator = CandidateGenerator(args.preset)
         for shard in tqdm(range(len(paths))[shards], desc=f"{args.split} shards"):
             if not paths[shard].is_file():
                 build_shard(generator, args.split, shard, paths[shard])
