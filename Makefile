@@ -219,7 +219,8 @@ verifier-study: $(TRAINING_DATA) $(VERIFIERS)/llm_prior/config.json
 # (vhs.train.readable_student: an auxiliary token map, each weight and length below), the verifiers'
 # validation candidates and first STUDY_PROMPTS training prompts drawn by it, and the ranking probe
 # at blocks 7 and 19 and on z_0 against the same probe on the shipped generator's candidates of the
-# same prompts. ~2 h on 2 cores; results in $(READABLE)/*/result.json and readability.json.
+# same prompts. ~2 h on 2 cores; the records in $(VERIFIERS)/study_generator.json, which the
+# assembly ships.
 READABLE := $(BUILD)/train/readable_student
 READABLE_RUNS := 1:1000 3:2000
 STUDY_PROMPTS := 1600
@@ -237,6 +238,7 @@ generator-study: $(TRAINING_DATA)
 		done; \
 		$(PROBE) --data-dir $$out/data --out $$out/readability.json || exit 1; \
 	done
+	$(PYTHON) -m vhs.train.readable_student --collect $(READABLE) --out $(VERIFIERS)/study_generator.json
 
 # The evaluation table of the verifiers the preset ships, from its weights alone (the evaluation
 # candidates are generated first where absent: minutes), shipped with the split's data card. SPLIT=validation: the table choices were

@@ -19,7 +19,8 @@ the two draw the same verdict, and the ceiling of block l* as `vhs.train.readabi
     python -m vhs.train.readable_student --block 7 --out build/train/readable_student/w1_s1000
 
 writes the fine-tuned preset to <out>/preset (the shipped one with the new transformer), so that
-`vhs.train.verifier_data --preset <out>/preset` draws the verifiers' data with it.
+`vhs.train.verifier_data --preset <out>/preset` draws the verifiers' data with it;
+`--collect build/train/readable_student --out study_generator.json` gathers a study's runs.
 """
 
 from __future__ import annotations
@@ -176,16 +177,37 @@ def judge(preset, students: dict[str, tuple[Callable, nn.Module | None]]) -> dic
     return result
 
 
+def collect(study: Path) -> dict:
+    """One record of a `make generator-study` folder: the shipped generator's probe, and each run's
+    result, loss log, probe and data cards."""
+    record = {"shipped": {"readability": json.loads((study / "shipped_readability.json").read_text())}}
+    for run in sorted(path.parent for path in study.glob("*/result.json")):
+        record[run.name] = {
+            **json.loads((run / "result.json").read_text()),
+            "loss_log": [json.loads(line) for line in (run / "loss_log.jsonl").read_text().splitlines()],
+            "readability": json.loads((run / "readability.json").read_text()),
+            "data_cards": {
+                split: json.loads((run / "data" / split / "data_card.json").read_text())
+                for split in ("train", "validation")
+            },
+        }
+    return record
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--collect", type=Path, metavar="STUDY", help="gather STUDY's runs into --out")
     parser.add_argument("--block", type=int, default=7, help="the block whose hidden state must carry z_0")
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--aux-weight", type=float, default=AUX_WEIGHT)
     parser.add_argument("--map-only", action="store_true", help="train the token map alone (the baseline)")
     parser.add_argument("--out", type=Path, default=Path("build/train/readable_student"))
     args = parser.parse_args()
+    if args.collect:
+        args.out.write_text(json.dumps(collect(args.collect), indent=2) + "\n")
+        return
     torch.manual_seed(SEED)
     preset = load_preset(PRESET, components=("text_encoder", "transformer"))
     shipped_preset = copy.deepcopy(preset)
