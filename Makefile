@@ -219,8 +219,8 @@ verifier-study: $(TRAINING_DATA) $(VERIFIERS)/llm_prior/config.json
 # (vhs.train.readable_student: an auxiliary token map, each weight and length below), the verifiers'
 # validation candidates and first STUDY_PROMPTS training prompts drawn by it, and the ranking probe
 # at blocks 7 and 19 and on z_0 against the same probe on the shipped generator's candidates of the
-# same prompts. ~2 h on 2 cores; the records in $(VERIFIERS)/study_generator.json, which the
-# assembly ships.
+# same prompts; and the token map alone on the shipped student (map_only). ~2 h 20 min on 2 cores;
+# the records in $(VERIFIERS)/study_generator.json, which the assembly ships.
 READABLE := $(BUILD)/train/readable_student
 READABLE_RUNS := 1:1000 3:2000
 STUDY_PROMPTS := 1600
@@ -228,6 +228,7 @@ PROBE := $(TRAIN_ENV) $(PYTHON) -m vhs.train.readability --no-ceiling --represen
 	hidden_states_l19 denoised_latents
 generator-study: $(TRAINING_DATA)
 	$(PROBE) --data-dir $(VERIFIER_DATA) --train-prompts $(STUDY_PROMPTS) --out $(READABLE)/shipped_readability.json
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.readable_student --block 7 --map-only --out $(READABLE)/map_only
 	for run in $(READABLE_RUNS); do weight=$${run%:*}; steps=$${run#*:}; out=$(READABLE)/w$${weight}_s$${steps}; \
 		$(PYTHON) -m vhs.train.readable_student --block 7 --aux-weight $$weight --steps $$steps --out $$out || exit 1; \
 		for split in validation train; do \

@@ -60,7 +60,11 @@ def test_one_step_ode_is_the_served_single_step(tiny_preset, tiny_pipeline):
             guidance=torch.full((2,), tiny_preset.config.guidance_scale),
         )  # fmt: skip
         served = tiny_pipeline.engines[DIT_SUFFIX](**prefix, noise=noise, timestep=timestep)
+        hidden, latents = denoiser.with_hidden_state(noise, timestep, embeds, mask)
     torch.testing.assert_close(ode, served["denoised_latents"], rtol=1e-4, atol=1e-5)
+    # What the readable-student study reads: the served prefix's hidden state, beside the same z_0.
+    torch.testing.assert_close(hidden, prefix["hidden_states"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(latents, served["denoised_latents"], rtol=1e-4, atol=1e-5)
 
 
 def test_checkpoint_round_trip_restores_weights_optimizer_and_rng(tmp_path):

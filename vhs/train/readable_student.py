@@ -179,18 +179,21 @@ def judge(preset, students: dict[str, tuple[Callable, nn.Module | None]]) -> dic
 
 def collect(study: Path) -> dict:
     """One record of a `make generator-study` folder: the shipped generator's probe, and each run's
-    result, loss log, probe and data cards."""
+    result and loss log, with the probe and data cards of the candidates it drew (a map-only run
+    draws none: its generator is the shipped one)."""
     record = {"shipped": {"readability": json.loads((study / "shipped_readability.json").read_text())}}
     for run in sorted(path.parent for path in study.glob("*/result.json")):
+        result = json.loads((run / "result.json").read_text())
         record[run.name] = {
-            **json.loads((run / "result.json").read_text()),
+            **result,
             "loss_log": [json.loads(line) for line in (run / "loss_log.jsonl").read_text().splitlines()],
-            "readability": json.loads((run / "readability.json").read_text()),
-            "data_cards": {
+        }
+        if not result["map_only"]:
+            record[run.name]["readability"] = json.loads((run / "readability.json").read_text())
+            record[run.name]["data_cards"] = {
                 split: json.loads((run / "data" / split / "data_card.json").read_text())
                 for split in ("train", "validation")
-            },
-        }
+            }
     return record
 
 
