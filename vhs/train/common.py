@@ -113,6 +113,13 @@ def tokenize_prompts(tokenizer, prompts: list[str], max_length: int) -> tuple[to
     return input_ids, attention_mask
 
 
+@torch.no_grad()
+def encode_prompts(preset: Preset, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts -> (prompt_embeds (B, S, width), attention_mask (B, S)) from the preset's text encoder."""
+    input_ids, mask = tokenize_prompts(preset.tokenizer, prompts, preset.config.text_max_length)
+    return preset.text_encoder(input_ids, attention_mask=mask).last_hidden_state, mask
+
+
 def encode_images(vae, images: torch.Tensor) -> torch.Tensor:
     """Images in [-1, 1] -> clean latents in the DiT's units (`scaling_factor` applied: std ~ 1)."""
     return vae.encode(images).latent * vae.config.scaling_factor
@@ -173,11 +180,9 @@ class TeacherSampler:
         self.cfg_scale = cfg_scale
         self.empty_embeds, self.empty_mask = self.encode([""])
 
-    @torch.no_grad()
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompts -> (prompt_embeds (B, S, width), attention_mask (B, S)) from the teacher's encoder."""
-        input_ids, mask = tokenize_prompts(self.preset.tokenizer, prompts, self.preset.config.text_max_length)
-        return self.preset.text_encoder(input_ids, attention_mask=mask).last_hidden_state, mask
+        return encode_prompts(self.preset, prompts)
 
     def __call__(self, noise: torch.Tensor, prompt_embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """noise (B, C, h, w) at t = pi/2 -> y_0 (B, C, h, w) after `num_steps` guided ODE steps."""

@@ -48,9 +48,9 @@ from .common import (
     DenoiserX0,
     LossLog,
     cosine_learning_rate,
+    encode_prompts,
     load_checkpoint,
     save_checkpoint,
-    tokenize_prompts,
 )
 from .distill import pseudo_huber
 from .verifier_data import split_prompts
@@ -64,6 +64,7 @@ AUX_WEIGHT = 1.0
 MAP_WIDTH = 256  # as the readability study's token map
 VALIDATION_PROMPTS, CANDIDATES = 800, 4  # the served Best-of-4 seeds of each validation prompt
 LOG_INTERVAL, CHECKPOINT_INTERVAL = 25, 200
+STUDY_DIR = Path("build/train/readable_student")
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -93,12 +94,6 @@ def as_tokens(latents: torch.Tensor) -> torch.Tensor:
     return latents.flatten(2).transpose(1, 2)
 
 
-def encode(preset, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    input_ids, mask = tokenize_prompts(preset.tokenizer, prompts, preset.config.text_max_length)
-    with torch.no_grad():
-        return preset.text_encoder(input_ids, attention_mask=mask).last_hidden_state, mask
-
-
 def fine_tune(
     preset, shipped: Callable, block: int, out: Path, steps: int, aux_weight: float, map_only: bool
 ) -> nn.Module:
@@ -116,7 +111,7 @@ def fine_tune(
     for step in tqdm(range(start, steps), initial=start, total=steps, desc="readable student"):
         rng = np.random.default_rng([SEED, step])
         prompts = [prompt_text(sample_training_prompt(rng, "train")) for _ in range(BATCH_SIZE)]
-        prompt_embeds, mask = encode(preset, prompts)
+        prompt_embeds, mask = encode_prompts(preset, prompts)
         noise = torch.from_numpy(rng.standard_normal((BATCH_SIZE, *preset.latent_shape), dtype=np.float32))
         with torch.no_grad():
             target = shipped(noise, prompt_embeds, mask)[1]
@@ -147,7 +142,7 @@ def judge(preset, students: dict[str, tuple[Callable, nn.Module | None]]) -> dic
     verdicts = {name: {"passed": [], "ceiling": []} for name in students}
     for spec, seed in tqdm(prompts, desc="validation"):
         text = prompt_text(spec)
-        prompt_embeds, mask = encode(preset, [text])
+        prompt_embeds, mask = encode_prompts(preset, [text])
         noise = torch.from_numpy(candidate_noise(seed, list(range(CANDIDATES)), preset.latent_shape))
         prompt_embeds, mask = prompt_embeds.expand(CANDIDATES, -1, -1), mask.expand(CANDIDATES, -1)
         parsed = parse_prompt(text)
@@ -206,7 +201,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--aux-weight", type=float, default=AUX_WEIGHT)
     parser.add_argument("--map-only", action="store_true", help="train the token map alone (the baseline)")
-    parser.add_argument("--out", type=Path, default=Path("build/train/readable_student"))
+    parser.add_argument("--out", type=Path, default=STUDY_DIR / f"w{AUX_WEIGHT:g}_s{STEPS}")
     args = parser.parse_args()
     if args.collect:
         args.out.write_text(json.dumps(collect(args.collect), indent=2) + "\n")
