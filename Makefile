@@ -151,10 +151,11 @@ DATA_SPLITS := train validation evaluation
 # Candidates of the shipped generator for a prompt split, labelled by the shapes evaluator: two
 # processes share the shards, each shard is written whole, so an interrupted run resumes. The data
 # card (data_card.json) is written once every shard exists (~45 min for all three splits on 2 cores).
+# $(call DRAW,ARGS): vhs.train.verifier_data ARGS in two processes sharing the shards; fails if either does.
+DRAW = $(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier_data $(1) --shards 0::2 & \
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier_data $(1) --shards 1::2; status=$$?; wait $$! && test $$status -eq 0
 $(DATA_SPLITS:%=$(VERIFIER_DATA)/%/data_card.json): $(VERIFIER_DATA)/%/data_card.json: | setup
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier_data --split $* --out-dir $(VERIFIER_DATA) --shards 0::2 & \
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier_data --split $* --out-dir $(VERIFIER_DATA) --shards 1::2; status=$$?; \
-	wait $$! && test $$status -eq 0
+	$(call DRAW,--split $* --out-dir $(VERIFIER_DATA))
 	test -f $@
 verifier-data: $(DATA_SPLITS:%=$(VERIFIER_DATA)/%/data_card.json)
 
@@ -232,10 +233,7 @@ generator-study: $(TRAINING_DATA)
 	for run in $(READABLE_RUNS); do weight=$${run%:*}; steps=$${run#*:}; out=$(READABLE)/w$${weight}_s$${steps}; \
 		$(PYTHON) -m vhs.train.readable_student --block 7 --aux-weight $$weight --steps $$steps --out $$out || exit 1; \
 		for split in validation train; do \
-			$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier_data --split $$split --preset $$out/preset \
-				--prompts $(STUDY_PROMPTS) --out-dir $$out/data --shards 0::2 & \
-			$(TRAIN_ENV) $(PYTHON) -m vhs.train.verifier_data --split $$split --preset $$out/preset \
-				--prompts $(STUDY_PROMPTS) --out-dir $$out/data --shards 1::2 || exit 1; wait $$! || exit 1; \
+			$(call DRAW,--split $$split --preset $$out/preset --prompts $(STUDY_PROMPTS) --out-dir $$out/data) || exit 1; \
 		done; \
 		$(PROBE) --data-dir $$out/data --out $$out/readability.json || exit 1; \
 	done
