@@ -25,6 +25,7 @@ from vhs.shapes import (
     evaluation_prompts,
     ground_truth_objects,
     near_miss_scene,
+    object_map,
     random_scene,
     relative_position,
     render_scene,
@@ -252,6 +253,30 @@ def test_captions_name_objects_left_to_right_with_counts_and_relations():
     )
     assert caption_scene(group) == "a photo of two green triangles and a black diamond"
     assert caption_image(render_scene(group)) == caption_scene(group)
+
+
+def test_the_object_map_names_and_places_every_object_at_its_centre_cell():
+    group = _scene(
+        ("triangle", "green", 0.15, 0.2), ("diamond", "black", 0.45, 0.5), ("triangle", "green", 0.8, 0.8)
+    )
+    cells = object_map(detect_objects(render_scene(group)), grid=8)
+    # Row-major cells of the 8 x 8 grid: (x, y) = (0.15, 0.2) is column 1, row 1.
+    green_triangle = 1 + list(COLORS).index("green") * len(SHAPES) + SHAPES.index("triangle")
+    black_diamond = 1 + list(COLORS).index("black") * len(SHAPES) + SHAPES.index("diamond")
+    assert {int(i): int(cells[i]) for i in np.flatnonzero(cells)} == {
+        1 * 8 + 1: green_triangle,
+        4 * 8 + 3: black_diamond,
+        6 * 8 + 6: green_triangle,
+    }
+    assert object_map([], grid=4).tolist() == [0] * 16
+    # Two centres in one cell: the larger object is the cell's.
+    small = DetectedObject("circle", "red", (0.5, 0.5), (0.1, 0.1), 0.01, 1.0)
+    large = DetectedObject("square", "blue", (0.52, 0.52), (0.3, 0.3), 0.09, 1.0)
+    assert object_map([large, small], grid=2)[3] == 1 + list(COLORS).index("blue") * len(SHAPES) + 1
+    # An object cut by the frame may have its centre outside it: the nearest cell holds it.
+    cut = DetectedObject("ring", None, (-0.04, 1.02), (0.2, 0.2), 0.02, 1.0)
+    unknown_colour_ring = 1 + len(COLORS) * len(SHAPES) + SHAPES.index("ring")
+    assert object_map([cut], grid=2).tolist() == [0, 0, unknown_colour_ring, 0]
 
 
 def test_every_shape_and_colour_is_recognised_at_the_smallest_size():

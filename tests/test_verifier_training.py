@@ -14,8 +14,10 @@ from safetensors.numpy import load_file
 
 from vhs.engines import build_engines
 from vhs.shapes import (
+    detect_objects,
     evaluate,
     held_out_prompt_texts,
+    object_map,
     parse_prompt,
     prompt_text,
     sample_training_prompt,
@@ -76,6 +78,8 @@ def test_the_dataset_holds_what_the_served_path_computes(tiny_data, tiny_preset,
         np.testing.assert_allclose(stored, hidden.numpy(), atol=2e-2, rtol=1e-2)  # stored in fp16
         verdicts = [evaluate(image, spec) for image in shard["images"][rows]]
         assert shard["passed"][rows].tolist() == verdicts
+        maps = [object_map(detect_objects(image), 8) for image in shard["images"][rows]]
+        np.testing.assert_array_equal(shard["object_map"][rows], maps)  # the 8 x 8 latent's grid
 
 
 def test_validation_prompts_never_meet_training_or_evaluation_prompts():
@@ -147,6 +151,46 @@ def test_trained_weights_score_as_the_served_scorer(tiny_data, tiny_preset, tmp_
             torch.from_numpy(tokens.question_length),
         )
     assert served.item() == pytest.approx(float(scores[0]), abs=1e-6)
+
+
+def test_the_object_map_loss_trains_the_connector_and_leaves_the_served_weights_alone(
+    tiny_data, tiny_preset, tmp_path, monkeypatch
+):
+    """With --object-map-weight, stages 1 and 2 also ask each visual token for its cell's object:
+    the connector it writes differs from one trained without it, and is the served connector class
+    (the map's head is dropped)."""
+    monkeypatch.setattr(verifier_training, "PRIOR_STEPS", 3)
+    monkeypatch.setattr(verifier_training, "ALIGN_STEPS", 3)
+    monkeypatch.setattr(verifier_training, "FINETUNE_STEPS", 2)
+    monkeypatch.setattr(verifier_training, "EVAL_EVERY", 2)
+    reads = f"hidden_states_l{tiny_preset.config.split_block}"
+    from vhs.verifier import MLPConnector
+
+    connectors = {}
+    for weight in (0.0, 1.0):
+        out = tmp_path / f"weight_{weight}"
+        metrics = verifier_training.train_verifier(
+            reads, out, preset_name="tiny-random", data_dir=tiny_data, prior_dir=tmp_path / "prior",
+            object_map_weight=weight,
+        )  # fmt: skip
+        assert metrics["object_map_weight"] == weight
+        connectors[weight] = MLPConnector.from_pretrained(out / "connector").state_dict()
+    assert connectors[0.0].keys() == connectors[1.0].keys()
+    assert any(not torch.equal(connectors[0.0][k], connectors[1.0][k]) for k in connectors[0.0])
+
+
+def test_the_object_map_head_refuses_a_map_of_another_grid():
+    head = verifier_training.ObjectMapHead(width=16)
+    with pytest.raises(ValueError, match="token grid"):
+        head(torch.zeros(2, 64, 16), torch.zeros(2, 16, dtype=torch.uint8))
+    # Cells with an object weigh half: a head that knows only "empty" still pays for every object.
+    maps = torch.zeros(2, 64, dtype=torch.uint8)
+    maps[:, 5] = 3
+    with torch.no_grad():
+        head.classify.weight.zero_()
+        head.classify.bias.fill_(-10.0)
+        head.classify.bias[0] = 10.0  # always "empty"
+    assert head(torch.zeros(2, 64, 16), maps).item() == pytest.approx(0.5 * 20, rel=1e-3)
 
 
 @pytest.mark.slow  # generates candidates and trains

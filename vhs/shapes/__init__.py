@@ -7,14 +7,14 @@ prompt_sets  evaluation_prompts (fixed), sample_training_prompt (disjoint from t
 scenes       random_scene, scene_for_prompt, near_miss_scene, sample_training_scene
 detect       detect_objects: objects from pixels
 rules        GenEval's pass/fail rules on objects
-captions     caption_scene, caption_image
+captions     caption_scene, caption_image; object_map (the same, one class per grid cell)
 evaluate     evaluate, evaluate_with_reason, score_folder
 robustness   the evaluator against verdicts by construction on perturbed renders
 layout       GenEval's folder layout: write_prompt_folder, read_prompt_folders
 cli          vhs-eval-shapes
 """
 
-from vhs.shapes.captions import caption_image, caption_objects, caption_scene
+from vhs.shapes.captions import NUM_OBJECT_CLASSES, caption_image, caption_objects, caption_scene, object_map
 from vhs.shapes.detect import detect_objects
 from vhs.shapes.evaluate import evaluate, evaluate_with_reason, grade_folder, score_folder, summarize
 from vhs.shapes.layout import LayoutError, PromptFolder, read_prompt_folders, write_prompt_folder
@@ -45,9 +45,11 @@ __all__ = [
     "PromptSpec",
     "Scene",
     "SceneObject",
+    "NUM_OBJECT_CLASSES",
     "caption_image",
     "caption_objects",
     "caption_scene",
+    "object_map",
     "check_objects",
     "detect_objects",
     "evaluate",

@@ -5,6 +5,10 @@ of a red circle, two blue squares and a green triangle". Two different objects i
 relation are phrased like GenEval's position prompts, with their colours: "a photo of a red
 circle left of a blue square". `caption_image` reads the objects from pixels: it plays the
 re-captioner of the verifier's alignment stage. An object of unknown colour is named by its shape.
+
+`object_map` says the same in space, one class per cell of a grid: which object (colour and shape)
+has its centre in the cell, if any. Its classes count, name and place every object, all that a
+verdict reads, so the verifiers' training can ask each visual token for its cell.
 """
 
 from collections import Counter
@@ -14,7 +18,11 @@ import numpy as np
 from vhs.shapes.detect import detect_objects
 from vhs.shapes.prompts import noun_phrase
 from vhs.shapes.rules import DetectedObject, ground_truth_objects, relative_position
-from vhs.shapes.world import Scene
+from vhs.shapes.world import COLORS, SHAPES, Scene
+
+# Object-map classes: 0 for no object's centre, then one per (colour or unknown, shape).
+OBJECT_COLORS = (*COLORS, None)
+NUM_OBJECT_CLASSES = 1 + len(OBJECT_COLORS) * len(SHAPES)
 
 
 def caption_objects(objects: list[DetectedObject]) -> str:
@@ -47,3 +55,19 @@ def caption_scene(scene: Scene) -> str:
 def caption_image(image: np.ndarray) -> str:
     """The caption of an image (uint8 (H, W, 3)), from the objects detected in its pixels."""
     return caption_objects(detect_objects(image))
+
+
+def object_class(obj: DetectedObject) -> int:
+    """The object-map class of an object (1 .. NUM_OBJECT_CLASSES - 1)."""
+    return 1 + OBJECT_COLORS.index(obj.color) * len(SHAPES) + SHAPES.index(obj.shape)
+
+
+def object_map(objects: list[DetectedObject], grid: int) -> np.ndarray:
+    """(grid * grid,) uint8 for a square image, row-major like a reader's visual tokens: the class of
+    the object whose centre lies in each cell (the largest where several do), 0 where none does."""
+    cells = np.zeros(grid * grid, np.uint8)
+    for obj in sorted(objects, key=lambda obj: obj.area):  # larger objects written last win a cell
+        # A centre may lie outside the frame (an object cut by the edge): its nearest cell.
+        column, row = (int(np.clip(np.floor(c * grid), 0, grid - 1)) for c in obj.center)
+        cells[row * grid + column] = object_class(obj)
+    return cells

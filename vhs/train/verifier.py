@@ -20,6 +20,11 @@ Stages, on the candidates of `vhs.train.verifier_data` (train split; validation 
        score is P(yes) from the yes/no logits, as served. The checkpoint with the best
        within-prompt AUROC on validation is kept.
 
+Stages 1 and 2 may also ask every visual token which object has its centre in its cell (the object
+map of `verifier_data`, from the detections the caption is written from) through a linear head that
+is dropped after training (--object-map-weight): the caption is one sentence per candidate and the
+verdict one bit, the map names, counts and places every object at the token that sees it.
+
 The connector's input normalisation (per-channel mean and variance of the training inputs) is
 computed before stage 1 and stored in the connector. Runs unchanged under torchrun (DDP, gloo).
 
@@ -45,6 +50,7 @@ from tqdm import tqdm
 from transformers import CLIPVisionModel, Qwen2ForCausalLM
 
 from ..presets import Preset, load_preset
+from ..shapes import NUM_OBJECT_CLASSES
 from ..verifier import ClipVisualEncoder, LatentVisualEncoder, YesNoScorer
 from .common import LossLog, cosine_learning_rate, untrained_preset
 from .verifier_data import OUT_DIR as DATA_DIR
@@ -79,6 +85,7 @@ TUNE_CLIP_TOWER = False
 # LLaVA freezes its (strong) LLM in stage 1; this LLM has only read text, so stage 1 may train it on
 # the captions too (--align-llm), which teaches it to read the visual tokens before stage 2 does.
 ALIGN_LLM = False
+OBJECT_MAP_WEIGHT = 0.0  # of the object-map loss beside stage 1's caption loss and stage 2's loss
 STATISTICS_ROWS = 4096  # candidates the connector's input mean and variance are estimated on
 OUT_DIR = Path("build/train/verifiers")
 PRIOR_DIR = OUT_DIR / "llm_prior"
@@ -86,30 +93,66 @@ CLIP_TOWER_DIR = OUT_DIR / "clip_tower"
 # ---------------------------------------------------------------------------------------------------
 
 
-class VerifierForTraining(nn.Module):
-    """A visual encoder + `YesNoScorer`: (visual input, question) -> yes/no logits (B, 2)."""
+class ObjectMapHead(nn.Module):
+    """Training only: visual tokens (B, T, width) and their object maps (B, T) -> the cross-entropy of
+    each token's object class, read linearly (so the tokens must say it). The few cells that hold an
+    object's centre weigh half of the loss, the empty cells the other half: a map is mostly empty."""
 
-    def __init__(self, visual_encoder: nn.Module, scorer: YesNoScorer):
+    def __init__(self, width: int):
+        super().__init__()
+        self.classify = nn.Linear(width, NUM_OBJECT_CLASSES)
+
+    def forward(self, visual_tokens: torch.Tensor, object_maps: torch.Tensor) -> torch.Tensor:
+        if visual_tokens.shape[:2] != object_maps.shape:
+            raise ValueError(
+                f"object maps {tuple(object_maps.shape)} do not match the visual tokens "
+                f"{tuple(visual_tokens.shape[:2])}: the map's grid must be the reader's token grid"
+            )
+        targets = object_maps.flatten().long()
+        per_token = F.cross_entropy(self.classify(visual_tokens).flatten(0, 1), targets, reduction="none")
+        has_object = targets > 0
+        weights = torch.where(
+            has_object, 0.5 / has_object.sum().clamp(min=1), 0.5 / (~has_object).sum().clamp(min=1)
+        )
+        return (per_token * weights).sum()
+
+
+class VerifierForTraining(nn.Module):
+    """A visual encoder + `YesNoScorer`: (visual input, question) -> yes/no logits (B, 2); given
+    object maps too, (logits, the object-map loss of the visual tokens)."""
+
+    def __init__(
+        self, visual_encoder: nn.Module, scorer: YesNoScorer, object_head: ObjectMapHead | None = None
+    ):
         super().__init__()
         self.visual_encoder = visual_encoder
         self.scorer = scorer
+        self.object_head = object_head
 
-    def forward(self, visual_input, question_ids, question_length):
+    def forward(self, visual_input, question_ids, question_length, object_maps=None):
         # The padding after the longest question changes nothing (causal attention): drop it.
         question_ids = question_ids[:, : int(question_length.max())]
-        return self.scorer(self.visual_encoder(visual_input), question_ids, question_length)[0]
+        visual = self.visual_encoder(visual_input)
+        logits = self.scorer(visual, question_ids, question_length)[0]
+        return logits if object_maps is None else (logits, self.object_head(visual, object_maps))
 
 
 class CaptionModel(nn.Module):
-    """Stage 1: the language-model loss of a caption after [question prefix] + visual tokens."""
+    """Stage 1: the language-model loss of a caption after [question prefix] + visual tokens, plus
+    `object_weight` x the object-map loss where object maps are given."""
 
-    def __init__(self, visual_encoder: nn.Module, llm: nn.Module, prefix_ids: list[int]):
+    def __init__(
+        self, visual_encoder: nn.Module, llm: nn.Module, prefix_ids: list[int],
+        object_head: ObjectMapHead | None = None, object_weight: float = 0.0,
+    ):  # fmt: skip
         super().__init__()
         self.visual_encoder = visual_encoder
         self.llm = llm
+        self.object_head = object_head
+        self.object_weight = object_weight
         self.register_buffer("prefix_ids", torch.tensor(prefix_ids), persistent=False)
 
-    def forward(self, visual_input, caption_ids, caption_mask):
+    def forward(self, visual_input, caption_ids, caption_mask, object_maps=None):
         visual = self.visual_encoder(visual_input)
         embed = self.llm.get_input_embeddings()
         batch = visual.shape[0]
@@ -117,7 +160,10 @@ class CaptionModel(nn.Module):
         inputs_embeds = torch.cat([prefix, visual, embed(caption_ids)], dim=1)
         ignored = torch.full((batch, prefix.shape[1] + visual.shape[1]), -100)
         labels = torch.cat([ignored, caption_ids.masked_fill(caption_mask == 0, -100)], dim=1)
-        return self.llm(inputs_embeds=inputs_embeds, labels=labels).loss
+        loss = self.llm(inputs_embeds=inputs_embeds, labels=labels).loss
+        if object_maps is not None:
+            loss = loss + self.object_weight * self.object_head(visual, object_maps)
+        return loss
 
 
 def starting_verifier(preset: Preset) -> Preset:
@@ -322,13 +368,17 @@ def train_verifier(
     tune_tower: bool = TUNE_CLIP_TOWER,
     align_llm: bool = ALIGN_LLM,
     clip_tower: Path = CLIP_TOWER_DIR,
+    object_map_weight: float = OBJECT_MAP_WEIGHT,
 ) -> dict:
     """Stages 0-2 for one verifier; writes `out/{connector,llm}` and `out/metrics.json` (the
     validation metrics of the kept checkpoint). Returns those metrics."""
     torch.manual_seed(SEED)
     started = time.monotonic()
     preset = load_preset(preset_name)
-    train, train_record = load_split("train", (reads, "passed", "prompt_index"), data_dir)
+    uses_maps = object_map_weight > 0
+    train, train_record = load_split(
+        "train", (reads, "passed", "prompt_index", *(("object_map",) if uses_maps else ())), data_dir
+    )
     validation, validation_record = load_split("validation", (reads, "passed", "prompt_index"), data_dir)
     prompts = [p["text"] for p in train_record["prompts"]]
     passed = torch.from_numpy(train["passed"].astype(np.int64))
@@ -344,11 +394,16 @@ def train_verifier(
     caption_ids, caption_mask = pad_token_ids(tokenizer, train_record["captions"])
     llm.requires_grad_(align_llm)
     connector_of(encoder).requires_grad_(True)
-    caption_model = CaptionModel(encoder, llm, preset.prompt_tokenizer.question_prefix_ids)
+    object_head = ObjectMapHead(llm.config.hidden_size) if uses_maps else None
+    object_maps = torch.from_numpy(train["object_map"]) if uses_maps else None
+    caption_model = CaptionModel(
+        encoder, llm, preset.prompt_tokenizer.question_prefix_ids, object_head, object_map_weight
+    )
     features = train[reads]
 
     def alignment_loss(model, rows):
-        return model(as_model_input(features[rows]), caption_ids[rows], caption_mask[rows])
+        maps = object_maps[rows] if uses_maps else None
+        return model(as_model_input(features[rows]), caption_ids[rows], caption_mask[rows], maps)
 
     optimize(caption_model, alignment_loss, ALIGN_STEPS, ALIGN_LR, 1, len(features), log)
 
@@ -360,7 +415,7 @@ def train_verifier(
         llm, preset.prompt_tokenizer.question_prefix_ids, preset.prompt_tokenizer.yes_token_id,
         preset.prompt_tokenizer.no_token_id,
     )  # fmt: skip
-    model = VerifierForTraining(encoder, scorer)
+    model = VerifierForTraining(encoder, scorer, object_head)
     question_ids, question_length = question_tensors(preset, prompts)
     val_questions = question_tensors(preset, [p["text"] for p in validation_record["prompts"]])
     positive_rate = float(passed.float().mean())
@@ -383,13 +438,16 @@ def train_verifier(
         picks = np.argsort(rng.random((len(draws), per_prompt)), axis=1)[:, :candidates_per_step]
         rows = (prompt_rows[:, None] * per_prompt + picks).ravel()
         questions = np.repeat(prompt_rows, candidates_per_step)
-        logits = model(as_model_input(features[rows]), question_ids[questions], question_length[questions])
+        inputs = (as_model_input(features[rows]), question_ids[questions], question_length[questions])
+        logits, map_loss = model(*inputs, object_maps[rows]) if uses_maps else (model(*inputs), 0.0)
         if not ranks:
-            return classification_loss(logits, passed[rows], pointwise, class_weights)
-        margins = (logits[:, 0] - logits[:, 1]).view(len(draws), candidates_per_step)
-        return ranking_loss(
-            margins, passed[rows].view(len(draws), -1), loss_kind
-        ) + XE_WEIGHT * classification_loss(logits, passed[rows], pointwise, class_weights)
+            loss = classification_loss(logits, passed[rows], pointwise, class_weights)
+        else:
+            margins = (logits[:, 0] - logits[:, 1]).view(len(draws), candidates_per_step)
+            loss = ranking_loss(
+                margins, passed[rows].view(len(draws), -1), loss_kind
+            ) + XE_WEIGHT * classification_loss(logits, passed[rows], pointwise, class_weights)
+        return loss + object_map_weight * map_loss
 
     best = {}
 
@@ -422,6 +480,7 @@ def train_verifier(
         "steps": {"prior": PRIOR_STEPS, "alignment": ALIGN_STEPS, "fine_tuning": FINETUNE_STEPS},
         "fine_tuning_lr": FINETUNE_LR,
         "alignment_trains": "connector + LLM" if align_llm else "connector",
+        "object_map_weight": object_map_weight,
         "fine_tuning_batch": f"{BATCH_PROMPTS} prompts x {candidates_per_step} candidates",
         "train_seconds": round(time.monotonic() - started),
     }
@@ -470,6 +529,8 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=EVAL_EVERY)
     parser.add_argument("--tune-clip-tower", action=argparse.BooleanOptionalAction, default=TUNE_CLIP_TOWER)
     parser.add_argument("--align-llm", action=argparse.BooleanOptionalAction, default=ALIGN_LLM)
+    parser.add_argument("--object-map-weight", type=float, default=OBJECT_MAP_WEIGHT,
+                        help="of the object-map loss in stages 1 and 2 (0: none)")  # fmt: skip
     args = parser.parse_args()
     if not args.prior_only and (args.reads is None or args.out is None):
         parser.error("--reads and --out are required (unless --prior-only)")
@@ -486,7 +547,7 @@ def main() -> None:
         return
     metrics = train_verifier(
         args.reads, args.out, args.loss, args.preset, args.data_dir, args.prior_dir, args.tune_clip_tower,
-        args.align_llm, args.clip_tower,
+        args.align_llm, args.clip_tower, args.object_map_weight,
     )  # fmt: skip
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(json.dumps(metrics, indent=2))

@@ -15,6 +15,8 @@ Every candidate keeps what each verifier reads:
     denoised_latents    (C, h, w) fp16         z_0, the autoencoder latent (the AE-latent verifier)
     images              (H, W, 3) uint8        the decoded candidate (the CLIP verifier)
     passed              uint8                  the shapes evaluator's verdict on the image for the prompt
+    object_map          (h * w,) uint8         which object has its centre in each cell of the latent's
+                                               grid, the readers' token grid (`vhs.shapes.object_map`)
     prompt_index        int32                  the prompt's row in the shard's JSON
 
 and, in the shard's JSON, each prompt (text, task, seed) and each candidate's caption from its
@@ -46,9 +48,11 @@ from ..presets import load_preset
 from ..shapes import (
     TASKS,
     PromptSpec,
-    caption_image,
-    evaluate,
+    caption_objects,
+    check_objects,
+    detect_objects,
     evaluation_prompts,
+    object_map,
     parse_prompt,
     prompt_text,
     sample_training_prompt,
@@ -148,18 +152,22 @@ def build_shard(generator: CandidateGenerator, split: str, shard: int, path: Pat
 
 
 def label_shard(path: Path) -> None:
-    """Judge a shard's stored images again with the current evaluator (verdicts and captions), so a
-    change of the evaluator does not need the candidates generated again."""
+    """Judge a shard's stored images again with the current evaluator (verdicts, captions, object
+    maps), so a change of the evaluator does not need the candidates generated again."""
     _write_labelled_shard(path, load_file(str(path)), json.loads(path.with_suffix(".json").read_text()))
 
 
 def _write_labelled_shard(path: Path, tensors: dict[str, np.ndarray], record: dict) -> None:
-    """Add the evaluator's verdict ("passed") and caption of every candidate and write the shard;
-    it exists only once both of its files are whole."""
+    """Add what the evaluator reads in every candidate (its verdict "passed", its caption and its
+    object map, from one detection) and write the shard; it exists only once both files are whole."""
     specs = [parse_prompt(prompt["text"]) for prompt in record["prompts"]]
-    pairs = zip(tensors["images"], tensors["prompt_index"], strict=True)
-    tensors["passed"] = np.array([evaluate(image, specs[p]) for image, p in pairs], np.uint8)
-    record["captions"] = [caption_image(image) for image in tensors["images"]]
+    objects = [detect_objects(image) for image in tensors["images"]]
+    pairs = zip(objects, tensors["prompt_index"], strict=True)
+    tensors["passed"] = np.array([check_objects(found, specs[p])[0] for found, p in pairs], np.uint8)
+    # One cell per latent pixel: the DiT's tokens and z_0's (and, for `shapes`, CLIP's 8 x 8 patches).
+    grid = tensors["denoised_latents"].shape[-1]
+    tensors["object_map"] = np.stack([object_map(found, grid) for found in objects])
+    record["captions"] = [caption_objects(found) for found in objects]
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path.with_suffix(".tmp")))
     path.with_suffix(".json").write_text(json.dumps(record) + "\n")
@@ -233,7 +241,8 @@ def data_card(split: str, out_dir: Path = OUT_DIR) -> dict:
         "labels": "the shapes evaluator's verdict on each decoded candidate (vhs.shapes.evaluate)",
         "stored": "hidden states after blocks "
         + ", ".join(map(str, READ_BLOCKS))
-        + " (fp16), z_0 (fp16), the 64 x 64 image (uint8), the verdict, a caption of what it shows",
+        + " (fp16), z_0 (fp16), the 64 x 64 image (uint8), the verdict, a caption of what it shows and"
+        " its object map",
     }
     (out_dir / split / "data_card.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
