@@ -23,8 +23,8 @@ from vhs.shapes import (
     sample_training_prompt,
     validation_prompt_texts,
 )
+from vhs.train import nearby_questions, verifier_data
 from vhs.train import verifier as verifier_training
-from vhs.train import verifier_data
 from vhs.train.assemble_verifiers import ship_training_records
 from vhs.train.verifier_metrics import auroc, best_of_n, within_prompt_auroc
 
@@ -177,6 +177,50 @@ def test_the_object_map_loss_trains_the_connector_and_leaves_the_served_weights_
         connectors[weight] = MLPConnector.from_pretrained(out / "connector").state_dict()
     assert connectors[0.0].keys() == connectors[1.0].keys()
     assert any(not torch.equal(connectors[0.0][k], connectors[1.0][k]) for k in connectors[0.0])
+
+
+def test_nearby_questions_change_one_or_two_words_of_a_prompt_of_the_same_task():
+    texts = [
+        "a photo of three squares", "a photo of four squares", "a photo of two circles",
+        "a photo of a red circle", "a photo of an orange circle", "a photo of a circle and a square",
+        "a photo of a red circle left of a blue square", "a photo of a red circle right of a blue square",
+    ]  # fmt: skip
+    tags = ["counting"] * 3 + ["colors"] * 2 + ["two_object", "position", "position"]
+    nearby = nearby_questions.nearby_texts(texts, tags)
+    assert nearby["a photo of three squares"] == ["a photo of four squares", "a photo of two circles"]
+    assert nearby["a photo of a red circle"] == ["a photo of an orange circle"]  # a colour and its article
+    assert nearby["a photo of a circle and a square"] == []  # no other two-object text
+    assert nearby["a photo of a red circle left of a blue square"] == [
+        "a photo of a red circle right of a blue square"
+    ]
+
+
+@pytest.mark.slow  # generates candidates and trains
+def test_nearby_questions_are_judged_by_the_evaluator_and_train_the_verifier(
+    tiny_data, tiny_preset, tmp_path, monkeypatch
+):
+    summary = nearby_questions.build("train", tiny_data, workers=1)
+    prompt_index, passed, questions = nearby_questions.load("train", tiny_data)
+    assert 0 < summary["groups"] == len(questions) == len(prompt_index) == len(passed)
+    shard = load_file(str(tiny_data / "train" / "shard_0000.safetensors"))
+    record = verifier_data.load_split("train", ("passed",), tiny_data)[1]
+    texts = [p["text"] for p in record["prompts"]]
+    for group, question in enumerate(questions):
+        assert question in texts and question != texts[prompt_index[group]]
+        if prompt_index[group] < 2:  # the first shard's prompts
+            rows = np.flatnonzero(shard["prompt_index"] == prompt_index[group])
+            spec = parse_prompt(question)
+            assert passed[group].tolist() == [evaluate(shard["images"][r], spec) for r in rows]
+    monkeypatch.setattr(verifier_training, "PRIOR_STEPS", 2)
+    monkeypatch.setattr(verifier_training, "ALIGN_STEPS", 2)
+    monkeypatch.setattr(verifier_training, "FINETUNE_STEPS", 2)
+    monkeypatch.setattr(verifier_training, "EVAL_EVERY", 2)
+    metrics = verifier_training.train_verifier(
+        f"hidden_states_l{tiny_preset.config.split_block}", tmp_path / "vhs", preset_name="tiny-random",
+        data_dir=tiny_data, prior_dir=tmp_path / "prior", nearby_questions=True,
+    )  # fmt: skip
+    mixed = passed.any(axis=1) & ~passed.all(axis=1)
+    assert metrics["nearby_questions_with_passing_and_failing_candidates"] == int(mixed.sum())
 
 
 def test_the_object_map_head_refuses_a_map_of_another_grid():

@@ -53,6 +53,7 @@ from ..presets import Preset, load_preset
 from ..shapes import NUM_OBJECT_CLASSES
 from ..verifier import ClipVisualEncoder, LatentVisualEncoder, YesNoScorer
 from .common import LossLog, cosine_learning_rate, untrained_preset
+from .nearby_questions import load as load_nearby_questions
 from .verifier_data import OUT_DIR as DATA_DIR
 from .verifier_data import load_split
 from .verifier_metrics import selection_metrics, selection_summary
@@ -86,6 +87,8 @@ TUNE_CLIP_TOWER = False
 # the captions too (--align-llm), which teaches it to read the visual tokens before stage 2 does.
 ALIGN_LLM = False
 OBJECT_MAP_WEIGHT = 0.0  # of the object-map loss beside stage 1's caption loss and stage 2's loss
+# Stage 2 may also rank each prompt's candidates on nearby questions (vhs.train.nearby_questions).
+NEARBY_QUESTIONS = False
 STATISTICS_ROWS = 4096  # candidates the connector's input mean and variance are estimated on
 OUT_DIR = Path("build/train/verifiers")
 PRIOR_DIR = OUT_DIR / "llm_prior"
@@ -369,6 +372,7 @@ def train_verifier(
     align_llm: bool = ALIGN_LLM,
     clip_tower: Path = CLIP_TOWER_DIR,
     object_map_weight: float = OBJECT_MAP_WEIGHT,
+    nearby_questions: bool = NEARBY_QUESTIONS,
 ) -> dict:
     """Stages 0-2 for one verifier; writes `out/{connector,llm}` and `out/metrics.json` (the
     validation metrics of the kept checkpoint). Returns those metrics."""
@@ -416,7 +420,6 @@ def train_verifier(
         preset.prompt_tokenizer.no_token_id,
     )  # fmt: skip
     model = VerifierForTraining(encoder, scorer, object_head)
-    question_ids, question_length = question_tensors(preset, prompts)
     val_questions = question_tensors(preset, [p["text"] for p in validation_record["prompts"]])
     positive_rate = float(passed.float().mean())
     # Each class weighs half of the loss ([yes, no]); +1 keeps a class absent from a tiny set finite.
@@ -425,28 +428,51 @@ def train_verifier(
     per_prompt = int(np.bincount(train["prompt_index"])[0])
     if not (train["prompt_index"] == np.repeat(np.arange(len(prompts)), per_prompt)).all():
         raise ValueError("the train split must hold the same number of candidates for every prompt, in order")
-    verdicts = train["passed"].reshape(-1, per_prompt)
-    mixed_prompts = np.flatnonzero(verdicts.any(axis=1) & ~verdicts.all(axis=1))
-    ranks = loss_kind in RANKING_LOSSES and len(mixed_prompts) > 0
+    # Stage 2 learns on groups: a prompt's candidates and the question they are judged on, the
+    # prompt's own and, with nearby questions, each of those (vhs.train.nearby_questions).
+    group_prompt = group_question = np.arange(len(prompts))
+    group_verdicts = train["passed"].reshape(-1, per_prompt)
+    question_texts = list(prompts)
+    if nearby_questions:
+        nearby_prompt, nearby_verdicts, nearby_texts = load_nearby_questions("train", data_dir)
+        group_prompt = np.concatenate([group_prompt, nearby_prompt])
+        group_question = np.concatenate([group_question, len(prompts) + np.arange(len(nearby_texts))])
+        group_verdicts = np.concatenate([group_verdicts, nearby_verdicts])
+        question_texts += nearby_texts
+    question_ids, question_length = question_tensors(preset, question_texts)
+    mixed_groups = np.flatnonzero(group_verdicts.any(axis=1) & ~group_verdicts.all(axis=1))
+    own_mixed, nearby_mixed = (
+        mixed_groups[mixed_groups < len(prompts)],
+        mixed_groups[mixed_groups >= len(prompts)],
+    )
+    ranks = loss_kind in RANKING_LOSSES and len(mixed_groups) > 0
     pointwise = "weighted_xe" if loss_kind in RANKING_LOSSES else loss_kind
-    drawn_prompts = mixed_prompts if ranks else np.arange(len(prompts))
+    drawn_groups = mixed_groups if ranks else np.arange(len(group_verdicts))
+    if ranks and len(nearby_mixed) > len(own_mixed) > 0:
+        # Each own prompt is drawn as often as all its nearby questions together: half of every step
+        # still asks what serving asks.
+        drawn_groups = np.concatenate(
+            [np.tile(own_mixed, round(len(nearby_mixed) / len(own_mixed))), nearby_mixed]
+        )
+    group_verdicts = torch.from_numpy(group_verdicts.astype(np.int64))
     candidates_per_step = min(CANDIDATES_PER_STEP, per_prompt)
 
     def finetune_loss(model, draws):
-        prompt_rows = drawn_prompts[draws]
+        groups = drawn_groups[draws]
         rng = np.random.default_rng(draws)  # which candidates: fixed by the step's draw
         picks = np.argsort(rng.random((len(draws), per_prompt)), axis=1)[:, :candidates_per_step]
-        rows = (prompt_rows[:, None] * per_prompt + picks).ravel()
-        questions = np.repeat(prompt_rows, candidates_per_step)
+        rows = (group_prompt[groups][:, None] * per_prompt + picks).ravel()
+        questions = np.repeat(group_question[groups], candidates_per_step)
+        verdicts = group_verdicts[torch.from_numpy(groups)[:, None], torch.from_numpy(picks)].ravel()
         inputs = (as_model_input(features[rows]), question_ids[questions], question_length[questions])
         logits, map_loss = model(*inputs, object_maps[rows]) if uses_maps else (model(*inputs), 0.0)
         if not ranks:
-            loss = classification_loss(logits, passed[rows], pointwise, class_weights)
+            loss = classification_loss(logits, verdicts, pointwise, class_weights)
         else:
             margins = (logits[:, 0] - logits[:, 1]).view(len(draws), candidates_per_step)
             loss = ranking_loss(
-                margins, passed[rows].view(len(draws), -1), loss_kind
-            ) + XE_WEIGHT * classification_loss(logits, passed[rows], pointwise, class_weights)
+                margins, verdicts.view(len(draws), -1), loss_kind
+            ) + XE_WEIGHT * classification_loss(logits, verdicts, pointwise, class_weights)
         return loss + object_map_weight * map_loss
 
     best = {}
@@ -459,7 +485,7 @@ def train_verifier(
             best.update(metrics, step=step, state=copy.deepcopy(model.state_dict()), scores=scores)
 
     optimize(
-        model, finetune_loss, FINETUNE_STEPS, FINETUNE_LR, 2, len(drawn_prompts), log, evaluate_on_validation,
+        model, finetune_loss, FINETUNE_STEPS, FINETUNE_LR, 2, len(drawn_groups), log, evaluate_on_validation,
         batch_size=BATCH_PROMPTS,
     )  # fmt: skip
     model.load_state_dict(best.pop("state"))
@@ -476,7 +502,12 @@ def train_verifier(
         "validation": best,
         "train_positive_rate": positive_rate,
         "train_candidates": len(features),
-        "train_prompts_with_passing_and_failing_candidates": len(mixed_prompts),
+        "train_prompts_with_passing_and_failing_candidates": len(own_mixed),
+        **(
+            {"nearby_questions_with_passing_and_failing_candidates": len(nearby_mixed)}
+            if nearby_questions
+            else {}
+        ),
         "steps": {"prior": PRIOR_STEPS, "alignment": ALIGN_STEPS, "fine_tuning": FINETUNE_STEPS},
         "fine_tuning_lr": FINETUNE_LR,
         "alignment_trains": "connector + LLM" if align_llm else "connector",
@@ -531,6 +562,8 @@ def main() -> None:
     parser.add_argument("--align-llm", action=argparse.BooleanOptionalAction, default=ALIGN_LLM)
     parser.add_argument("--object-map-weight", type=float, default=OBJECT_MAP_WEIGHT,
                         help="of the object-map loss in stages 1 and 2 (0: none)")  # fmt: skip
+    parser.add_argument("--nearby-questions", action=argparse.BooleanOptionalAction, default=NEARBY_QUESTIONS,
+                        help="stage 2 also ranks on vhs.train.nearby_questions")  # fmt: skip
     args = parser.parse_args()
     if not args.prior_only and (args.reads is None or args.out is None):
         parser.error("--reads and --out are required (unless --prior-only)")
@@ -547,7 +580,7 @@ def main() -> None:
         return
     metrics = train_verifier(
         args.reads, args.out, args.loss, args.preset, args.data_dir, args.prior_dir, args.tune_clip_tower,
-        args.align_llm, args.clip_tower, args.object_map_weight,
+        args.align_llm, args.clip_tower, args.object_map_weight, args.nearby_questions,
     )  # fmt: skip
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(json.dumps(metrics, indent=2))
