@@ -163,14 +163,20 @@ def test_study_rows_name_what_differs_from_the_shipped_verifier_and_by_how_much(
         "steps": {"prior": 300, "alignment": 100, "fine_tuning": 900}, "within_prompt_auroc_all": 0.68,
         "within_prompt_auroc": 0.68, "within_prompt_auroc_se": 0.02,
         "best_of_4_minus_best_of_1": 0.08, "best_of_4_minus_best_of_1_se": 0.015,
+        "within_prompt_auroc_all_by_task": {"counting": 0.75, "position": 0.55},
     }  # fmt: skip
     variant = {
-        **row, "fine_tuning_batch": "8 prompts x 16 candidates",
+        **row, "fine_tuning_batch": "8 prompts x 16 candidates", "nearby_questions": 4000,
         "minus_shipped": {"within_prompt_auroc_all": (0.012, 0.004), "best_of_4": (-0.003, 0.01)},
+        "within_prompt_auroc_all_by_task": {"counting": 0.7, "position": 0.6},
     }  # fmt: skip
     table = format_study({"split": "validation", "verifiers": {"vhs_l19": row, "wide": variant},
                           "readability": {}})  # fmt: skip
     reference_line, variant_line = table.splitlines()[2:4]
     assert "batch" not in reference_line and "±" not in reference_line.split("|")[8]
     assert "batch 8 prompts x 16 candidates" in variant_line and "reader" not in variant_line
+    assert "nearby questions" in variant_line and "nearby" not in reference_line
     assert "+0.012 ± 0.004, -0.003 ± 0.010" in variant_line
+    # ... and where each ranks, task by task
+    assert "| verifier | counting | position |" in table
+    assert "| wide | 0.700 | 0.600 |" in table

@@ -66,6 +66,16 @@ def reader_shape(config) -> str:
     )
 
 
+def by_task(scores: np.ndarray, arrays: dict, tags: list[str]) -> dict[str, float]:
+    """The within-prompt AUROC of all candidates over each task's prompts: where a reader ranks."""
+    prompt_tags = np.asarray(tags)[arrays["prompt_index"]]
+    return {
+        tag: within_prompt_auroc(scores[rows], arrays["passed"][rows], arrays["prompt_index"][rows])
+        for tag in dict.fromkeys(tags)
+        for rows in [prompt_tags == tag]
+    }
+
+
 def paired_difference(first: np.ndarray, second: np.ndarray, arrays: dict, tags: list[str]) -> dict:
     """First minus second verifier on the same candidates, each with its paired SE: the within-prompt
     AUROC of all candidates, and Best-of-4 (the first 4, as served)."""
@@ -111,8 +121,11 @@ def study(
             "fine_tuning_lr": metrics.get("fine_tuning_lr", 5e-4),
             "fine_tuning_batch": metrics.get("fine_tuning_batch", "16 prompts x 8 candidates"),
             "reader": reader_shape(model.scorer.llm.config),
+            "object_map_weight": metrics.get("object_map_weight", 0.0),
+            "nearby_questions": metrics.get("nearby_questions_with_passing_and_failing_candidates"),
             "train_seconds": metrics.get("train_seconds"),
             "within_prompt_auroc_all": within_prompt_auroc(scores, arrays["passed"], arrays["prompt_index"]),
+            "within_prompt_auroc_all_by_task": by_task(scores, arrays, tags),
             **selection_summary(scores, arrays["passed"], arrays["prompt_index"], tags),
             # Best-of-N minus Best-of-1 (+- paired SE) for every N: the quality axis of the
             # choice of l* per FLOP (`python -m vhs.benchmarks.block_choice`).
@@ -154,6 +167,8 @@ def format_study(result: dict) -> str:
             *(["CLIP tower tuned"] if row["clip_tower"] == "fine-tuned in stage 2" else []),
             *(["stage 1 trains the LLM"] if row["alignment_trains"] != "connector" else []),
             *([f"lr {row['fine_tuning_lr']:g}"] if row["fine_tuning_lr"] != 5e-4 else []),
+            *([f"object map x {row['object_map_weight']:g}"] if row.get("object_map_weight") else []),
+            *(["nearby questions"] if row.get("nearby_questions") is not None else []),
             *(f"{key.replace('fine_tuning_', '')} {row[key]}" for key in ("fine_tuning_batch", "reader")
               if row[key] != reference[key]),
         ])  # fmt: skip
@@ -164,6 +179,26 @@ def format_study(result: dict) -> str:
             f"{pm(row, 'within_prompt_auroc')} | {pm(row, 'best_of_4_minus_best_of_1')} | {versus} | "
             f"{minutes} |"
         )
+    tasks = list(
+        dict.fromkeys(
+            t for row in result["verifiers"].values() for t in row.get("within_prompt_auroc_all_by_task", {})
+        )
+    )
+    lines += [
+        "",
+        "| verifier | " + " | ".join(tasks) + " |",
+        "| --- |" + " ---: |" * len(tasks),
+        *(
+            f"| {name} | "
+            + " | ".join(
+                f"{row.get('within_prompt_auroc_all_by_task', {}).get(t, float('nan')):.3f}" for t in tasks
+            )
+            + " |"
+            for name, row in result["verifiers"].items()
+        ),
+        "",
+        "(within-prompt AUROC of all candidates, per task)",
+    ]
     if result["readability"]:
         lines += [
             "",
