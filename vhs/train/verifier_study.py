@@ -145,6 +145,17 @@ def study(
     return {"split": "validation", "verifiers": rows, "readability": readability}
 
 
+def format_by_task(verifiers: dict) -> list[str]:
+    """Markdown lines: each verifier's within-prompt AUROC of all candidates, task by task."""
+    by_task = {name: row.get("within_prompt_auroc_all_by_task", {}) for name, row in verifiers.items()}
+    tasks = list(dict.fromkeys(tag for values in by_task.values() for tag in values))
+    lines = ["| verifier | " + " | ".join(tasks) + " |", "| --- |" + " ---: |" * len(tasks)]
+    for name, values in by_task.items():
+        cells = (f"{values[tag]:.3f}" if tag in values else "" for tag in tasks)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def format_study(result: dict) -> str:
     """Markdown: the verifiers, then the diagnostics per representation."""
 
@@ -179,23 +190,9 @@ def format_study(result: dict) -> str:
             f"{pm(row, 'within_prompt_auroc')} | {pm(row, 'best_of_4_minus_best_of_1')} | {versus} | "
             f"{minutes} |"
         )
-    tasks = list(
-        dict.fromkeys(
-            t for row in result["verifiers"].values() for t in row.get("within_prompt_auroc_all_by_task", {})
-        )
-    )
     lines += [
         "",
-        "| verifier | " + " | ".join(tasks) + " |",
-        "| --- |" + " ---: |" * len(tasks),
-        *(
-            f"| {name} | "
-            + " | ".join(
-                f"{row.get('within_prompt_auroc_all_by_task', {}).get(t, float('nan')):.3f}" for t in tasks
-            )
-            + " |"
-            for name, row in result["verifiers"].items()
-        ),
+        *format_by_task(result["verifiers"]),
         "",
         "(within-prompt AUROC of all candidates, per task)",
     ]
