@@ -191,7 +191,8 @@ train-verifier: $(VERIFIERS)/vhs_l$(SPLIT_BLOCK)/metrics.json $(VERIFIERS)/laten
 # (token-map ceiling and ranking probe for h1 .. h19, z_0, pixels), VHS at every stored block, the
 # paper's pointwise loss against the ranking loss at l*, a CLIP tower tuned in stage 2, the LLM
 # trained in stage 1 too, longer training and a higher learning rate at block 7, fine-tuning batches
-# of 8 candidates per prompt instead of all 16 (each verifier); then the
+# of 8 candidates per prompt instead of all 16 (each verifier), nearby questions and object maps
+# (VHS and CLIP); then the
 # table of every verifier rescored from its weights (study.md) and l* by quality per FLOP at CLIP
 # Best-of-2's compute (block_choice.md). Hours on 2 cores; run before `make train-verifier`, whose
 # assembly ships these records.
@@ -211,6 +212,11 @@ verifier-study: $(TRAINING_DATA) $(VERIFIERS)/llm_prior/config.json
 	$(VERIFIER) --reads hidden_states_l$(SPLIT_BLOCK) --batch 16 8 --out $(VERIFIERS)/vhs_l$(SPLIT_BLOCK)_batch16x8
 	$(VERIFIER) --reads denoised_latents --batch 16 8 --out $(VERIFIERS)/latent_batch16x8
 	$(VERIFIER) --reads images --batch 16 8 --out $(VERIFIERS)/clip_batch16x8
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.nearby_questions --split train --data-dir $(VERIFIER_DATA)
+	$(VERIFIER) --reads hidden_states_l$(SPLIT_BLOCK) --nearby-questions --out $(VERIFIERS)/vhs_l$(SPLIT_BLOCK)_nearby
+	$(VERIFIER) --reads images --nearby-questions --out $(VERIFIERS)/clip_nearby
+	$(VERIFIER) --reads hidden_states_l$(SPLIT_BLOCK) --object-map-weight 1 --out $(VERIFIERS)/vhs_l$(SPLIT_BLOCK)_objmap
+	$(VERIFIER) --reads images --object-map-weight 1 --out $(VERIFIERS)/clip_objmap
 	for prompts in 1600 3200; do $(TRAIN_ENV) $(PYTHON) -m vhs.train.readability --data-dir $(VERIFIER_DATA) --no-ceiling --train-prompts $$prompts \
 		--representations hidden_states_l$(SPLIT_BLOCK) denoised_latents --out $(VERIFIERS)/scaling_$$prompts.json || exit 1; done
 	$(PYTHON) -m vhs.train.verifier_study --data-dir $(VERIFIER_DATA) --verifiers $(VERIFIERS) --out $(VERIFIERS)/study
