@@ -27,10 +27,12 @@ from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
+from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
 from ..shapes import check_objects, detect_objects, parse_prompt
+from . import verifier_data
 from .verifier_data import OUT_DIR as DATA_DIR
 from .verifier_data import load_split, shard_paths
 
@@ -59,11 +61,12 @@ def nearby_texts(texts: list[str], tags: list[str]) -> dict[str, list[str]]:
 def _judge_shard(job: tuple[Path, list[list[str]]]) -> list[np.ndarray]:
     """The verdicts (questions, candidates) of each prompt of one shard on its questions."""
     path, questions_of_prompt = job
-    shard = load_file(str(path))
-    objects = [detect_objects(image) for image in shard["images"]]
+    with safe_open(str(path), "np") as shard:  # the images only, not every stored hidden state
+        images, prompt_index = shard.get_tensor("images"), shard.get_tensor("prompt_index")
+    objects = [detect_objects(image) for image in images]
     verdicts = []
     for p, questions in enumerate(questions_of_prompt):
-        rows = np.flatnonzero(shard["prompt_index"] == p)
+        rows = np.flatnonzero(prompt_index == p)
         judged = np.zeros((len(questions), len(rows)), np.uint8)
         for q, question in enumerate(questions):
             spec = parse_prompt(question)
@@ -74,7 +77,7 @@ def _judge_shard(job: tuple[Path, list[list[str]]]) -> list[np.ndarray]:
 
 def build(split: str, data_dir: Path = DATA_DIR, workers: int = WORKERS) -> dict:
     """Judge the split's candidates on their prompts' nearby questions; returns the summary it logs."""
-    arrays, record = load_split(split, ("prompt_index",), data_dir)
+    record = load_split(split, ("prompt_index",), data_dir)[1]
     texts = [prompt["text"] for prompt in record["prompts"]]
     nearby = nearby_texts(texts, [prompt["tag"] for prompt in record["prompts"]])
     questions = []
@@ -83,12 +86,11 @@ def build(split: str, data_dir: Path = DATA_DIR, workers: int = WORKERS) -> dict
         options = nearby[text]
         picks = rng.permutation(len(options))[:QUESTIONS_PER_PROMPT]
         questions.append([options[i] for i in sorted(picks)])
-    per_shard = []
-    first = 0
-    for path in shard_paths(split, data_dir):
-        count = len(json.loads(path.with_suffix(".json").read_text())["prompts"])
-        per_shard.append((path, questions[first : first + count]))
-        first += count
+    shard_prompts = verifier_data.SHARD_PROMPTS  # shard i holds prompts i * shard_prompts onwards
+    per_shard = [
+        (path, questions[i * shard_prompts : (i + 1) * shard_prompts])
+        for i, path in enumerate(shard_paths(split, data_dir))
+    ]
     with Pool(workers) as pool:
         judged = list(tqdm(pool.imap(_judge_shard, per_shard), total=len(per_shard), desc="nearby questions"))
     verdicts = [v for shard in judged for v in shard]

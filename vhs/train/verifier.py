@@ -449,8 +449,8 @@ def train_verifier(
     pointwise = "weighted_xe" if loss_kind in RANKING_LOSSES else loss_kind
     drawn_groups = mixed_groups if ranks else np.arange(len(group_verdicts))
     if ranks and len(nearby_mixed) > len(own_mixed) > 0:
-        # Each own prompt is drawn as often as all its nearby questions together: half of every step
-        # still asks what serving asks.
+        # The own prompts, repeated, are drawn about as often as all nearby questions together: half
+        # of every step still asks what serving asks.
         drawn_groups = np.concatenate(
             [np.tile(own_mixed, round(len(nearby_mixed) / len(own_mixed))), nearby_mixed]
         )
