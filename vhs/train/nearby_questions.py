@@ -35,6 +35,7 @@ from ..shapes import check_objects, detect_objects, parse_prompt
 from . import verifier_data
 from .verifier_data import OUT_DIR as DATA_DIR
 from .verifier_data import load_split, shard_paths
+from .verifier_metrics import mixed
 
 QUESTIONS_PER_PROMPT = 8
 MAX_CHANGED_WORDS = 2  # a colour change also changes "a" / "an"
@@ -97,13 +98,12 @@ def build(split: str, data_dir: Path = DATA_DIR, workers: int = WORKERS) -> dict
     prompt_index = np.repeat(np.arange(len(texts), dtype=np.int32), [len(q) for q in questions])
     passed = np.concatenate(verdicts)
     flat_questions = [question for qs in questions for question in qs]
-    mixed = passed.any(axis=1) & ~passed.all(axis=1)
     summary = {
         "split": split,
         "groups": len(flat_questions),
         "prompts_with_a_nearby_question": int(sum(bool(q) for q in questions)),
         "pass_rate": float(passed.mean()),
-        "share_of_mixed_groups": float(mixed.mean()),
+        "share_of_mixed_groups": float(mixed(passed).mean()),
     }
     out = data_dir / split / "nearby_questions"
     save_file({"prompt_index": prompt_index, "passed": passed}, str(out.with_suffix(".tmp")))

@@ -56,7 +56,7 @@ from .common import LossLog, cosine_learning_rate, untrained_preset
 from .nearby_questions import load as load_nearby_questions
 from .verifier_data import OUT_DIR as DATA_DIR
 from .verifier_data import load_split
-from .verifier_metrics import selection_metrics, selection_summary
+from .verifier_metrics import mixed, selection_metrics, selection_summary
 
 # --- config ---------------------------------------------------------------------------------------
 PRESET = "shapes"
@@ -440,7 +440,7 @@ def train_verifier(
         group_verdicts = np.concatenate([group_verdicts, nearby_verdicts])
         question_texts += nearby_texts
     question_ids, question_length = question_tensors(preset, question_texts)
-    mixed_groups = np.flatnonzero(group_verdicts.any(axis=1) & ~group_verdicts.all(axis=1))
+    mixed_groups = np.flatnonzero(mixed(group_verdicts))
     own_mixed, nearby_mixed = (
         mixed_groups[mixed_groups < len(prompts)],
         mixed_groups[mixed_groups >= len(prompts)],

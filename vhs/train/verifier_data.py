@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
@@ -57,6 +58,7 @@ from ..shapes import (
     prompt_text,
     sample_training_prompt,
 )
+from .verifier_metrics import mixed
 
 # --- config ---------------------------------------------------------------------------------------
 PRESET = "shapes"
@@ -200,11 +202,11 @@ def _read_shards(folder: Path, keys: tuple[str, ...]) -> tuple[dict[str, np.ndar
     arrays: dict[str, list[np.ndarray]] = {}
     prompts, captions = [], []
     for path in sorted(folder.glob("shard_*.safetensors")):
-        shard = load_file(str(path))
         record = json.loads(path.with_suffix(".json").read_text())
-        for key in keys:
-            value = shard[key] + len(prompts) if key == "prompt_index" else shard[key]
-            arrays.setdefault(key, []).append(value)
+        with safe_open(str(path), "np") as shard:  # the named arrays only, not every stored block
+            for key in keys:
+                value = shard.get_tensor(key)
+                arrays.setdefault(key, []).append(value + len(prompts) if key == "prompt_index" else value)
         prompts += record["prompts"]
         captions += record["captions"]
     return {key: np.concatenate(values) for key, values in arrays.items()}, {
@@ -220,7 +222,7 @@ def data_card(split: str, out_dir: Path = OUT_DIR) -> dict:
     arrays, record = _read_shards(out_dir / split, ("passed", "prompt_index"))
     per_prompt = int(np.bincount(arrays["prompt_index"])[0])
     by_prompt = arrays["passed"].reshape(-1, per_prompt)
-    mixed = (by_prompt.min(axis=1) == 0) & (by_prompt.max(axis=1) == 1)
+    mixed_prompts = mixed(by_prompt)
     prompt_tags = np.array([prompt["tag"] for prompt in record["prompts"]])
     texts = np.array([prompt["text"] for prompt in record["prompts"]])
 
@@ -230,7 +232,7 @@ def data_card(split: str, out_dir: Path = OUT_DIR) -> dict:
             "distinct_prompt_texts": len(set(texts[rows])),
             "candidates": int(rows.sum()) * per_prompt,
             "pass_rate": float(by_prompt[rows].mean()),
-            "share_of_mixed_prompts": float(mixed[rows].mean()),
+            "share_of_mixed_prompts": float(mixed_prompts[rows].mean()),
         }
 
     card = {

@@ -24,6 +24,12 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
+def mixed(verdicts: np.ndarray) -> np.ndarray:
+    """(rows,) bool for verdicts (rows, candidates) of prompts or question groups: the rows holding
+    both passing and failing candidates, the only ones a within-prompt ranking can order."""
+    return verdicts.any(axis=1) & ~verdicts.all(axis=1)
+
+
 def within_prompt_auroc(scores: np.ndarray, labels: np.ndarray, prompt_index: np.ndarray) -> float:
     """The AUROC over pairs (passing, failing) of candidates of the same prompt, every pair weighing
     the same; nan if no prompt has both."""
