@@ -188,7 +188,7 @@ train-verifier: $(VERIFIERS)/vhs_l$(SPLIT_BLOCK)/metrics.json $(VERIFIERS)/laten
 	$(MAKE) eval-verifiers SPLIT=validation
 
 # The study behind the choices, on validation: how much of the outcome each representation carries
-# (token-map ceiling and ranking probe for h1 .. h19, z_0, pixels), VHS at every stored block, the
+# (token-map ceiling, ranking probe and conv probe for h1 .. h19, z_0, pixels), VHS at every stored block, the
 # paper's pointwise loss against the ranking loss at l*, a CLIP tower tuned in stage 2, the LLM
 # trained in stage 1 too, longer training and a higher learning rate at block 7, fine-tuning batches
 # of 8 candidates per prompt instead of all 16 (each verifier), nearby questions and object maps
@@ -197,7 +197,7 @@ train-verifier: $(VERIFIERS)/vhs_l$(SPLIT_BLOCK)/metrics.json $(VERIFIERS)/laten
 # Best-of-2's compute (block_choice.md). Hours on 2 cores; run before `make train-verifier`, whose
 # assembly ships these records.
 verifier-study: $(TRAINING_DATA) $(VERIFIERS)/llm_prior/config.json
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.readability --data-dir $(VERIFIER_DATA) --out $(VERIFIERS)/readability.json
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.readability --data-dir $(VERIFIER_DATA) --conv-probe --out $(VERIFIERS)/readability.json
 	for block in 1 5 7 9 19; do $(MAKE) $(VERIFIERS)/vhs_l$$block/metrics.json || exit 1; done
 	$(MAKE) $(VERIFIERS)/latent/metrics.json $(VERIFIERS)/clip/metrics.json
 	for loss in weighted_xe listwise; do $(VERIFIER) \

@@ -1,6 +1,8 @@
 """The pieces of the verifier recipe that make it rank: the within-prompt losses, the statistics that
 say whether a Best-of-N gain is more than noise, and the splits that make validation able to choose."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -155,6 +157,48 @@ def test_probe_tokens_keep_every_pixel_and_latent():
     assert torch.equal(as_tokens(latents)[0, 5], torch.from_numpy(latents[0, :, 1, 1]).float())
 
 
+def test_conv_probe_grids_put_every_token_in_its_cell():
+    from vhs.train.readability import as_grid
+
+    hidden = np.random.default_rng(0).normal(size=(2, 64, 5)).astype(np.float16)
+    grid = as_grid(hidden)
+    assert grid.shape == (2, 5, 8, 8)
+    assert torch.equal(grid[1, :, 2, 3], torch.from_numpy(hidden[1, 2 * 8 + 3]).float())  # token 19
+    images = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    assert torch.equal(as_grid(images)[1, :, 4, 7], torch.from_numpy(images[1, 4, 7] / 255).float())
+    latents = np.random.default_rng(0).normal(size=(2, 8, 4, 4)).astype(np.float16)
+    assert torch.equal(as_grid(latents), torch.from_numpy(latents).float())
+
+
+def test_conv_probe_ranks_by_what_the_prompt_asks(monkeypatch):
+    """Every candidate shows a blob in one of two channels; it passes when the blob is in the
+    channel its prompt names. A reader that ignores the prompt ranks at chance."""
+    from vhs.train import readability
+
+    monkeypatch.setattr(readability, "CONV_STEPS", 20)
+    rng = np.random.default_rng(0)
+    prompts, per_prompt = 96, 16
+    asked = rng.integers(2, size=prompts)
+    shown = rng.integers(2, size=(prompts, per_prompt))
+    grids = rng.normal(scale=0.3, size=(prompts, per_prompt, 8, 8, 2)).astype(np.float16)
+    cells = rng.integers(8, size=(prompts, per_prompt, 2))
+    for p in range(prompts):
+        for k in range(per_prompt):
+            row, column = cells[p, k]
+            grids[p, k, row, column, shown[p, k]] += 3
+    features = grids.reshape(prompts * per_prompt, 64, 2)  # (N, tokens, channels), as hidden states
+    attributes = torch.from_numpy(np.eye(2, dtype=np.float32)[np.repeat(asked, per_prompt)])
+    passed = (shown == asked[:, None]).ravel().astype(np.uint8)
+    train, held_out = slice(0, 64 * per_prompt), slice(64 * per_prompt, None)
+    probe = readability.train_conv_probe(
+        features[train], attributes[train], torch.from_numpy(passed[train]), per_prompt
+    )
+    with torch.no_grad():
+        scores = probe(readability.as_grid(features[held_out]), attributes[held_out]).numpy()
+    prompt_index = np.repeat(np.arange(prompts - 64), per_prompt)
+    assert within_prompt_auroc(scores, passed[held_out], prompt_index) > 0.9
+
+
 def test_study_rows_name_what_differs_from_the_shipped_verifier_and_by_how_much():
     row = {
         "reads": "hidden_states_l19", "loss": "pairwise", "clip_tower": None, "alignment_trains": "connector",
@@ -180,3 +224,26 @@ def test_study_rows_name_what_differs_from_the_shipped_verifier_and_by_how_much(
     # ... and where each ranks, task by task
     assert "| verifier | counting | position |" in table
     assert "| wide | 0.700 | 0.600 |" in table
+
+
+def test_readability_runs_made_apart_fill_one_row_per_representation(tmp_path):
+    from vhs.train.verifier_study import merged_readability
+
+    def summary(auroc):
+        return {"within_prompt_auroc": auroc, "within_prompt_auroc_se": 0.02,
+                "best_of_4_minus_best_of_1": 0.05, "best_of_4_minus_best_of_1_se": 0.015}  # fmt: skip
+
+    full = {"hidden_states_l7": {"train_candidates": 100, "probe": summary(0.62),
+                                 "ceiling": {**summary(0.5), "verdict_agreement": 0.75}},
+            "images": {"train_candidates": 100, "probe": summary(0.58)}}  # fmt: skip
+    conv = {"hidden_states_l7": {"train_candidates": 100, "conv_probe": summary(0.66)}}
+    (tmp_path / "readability.json").write_text(json.dumps(full))
+    (tmp_path / "readability_conv.json").write_text(json.dumps(conv))
+    readability = merged_readability(tmp_path)
+    assert list(readability) == ["hidden_states_l7", "images"]  # in the study's order
+    assert set(readability["hidden_states_l7"]) == {"train_candidates", "probe", "ceiling", "conv_probe"}
+    table = format_study({"split": "validation", "verifiers": {}, "readability": readability})
+    h7 = next(line for line in table.splitlines() if line.startswith("| hidden_states_l7 |"))
+    assert "0.660 ± 0.020" in h7 and "0.500 ± 0.020" in h7 and h7.endswith("| 0.750 |")
+    images = next(line for line in table.splitlines() if line.startswith("| images |"))
+    assert images.endswith("| - | - | (oracle) | (oracle) | 1 |")

@@ -37,6 +37,16 @@ def within_prompt_auroc(scores: np.ndarray, labels: np.ndarray, prompt_index: np
     return float(wins.sum() / pairs.sum()) if pairs.sum() else float("nan")
 
 
+def by_task(scores: np.ndarray, arrays: dict, tags: list[str]) -> dict[str, float]:
+    """The within-prompt AUROC of all candidates over each task's prompts: where a reader ranks."""
+    prompt_tags = np.asarray(tags)[arrays["prompt_index"]]
+    return {
+        tag: within_prompt_auroc(scores[rows], arrays["passed"][rows], arrays["prompt_index"][rows])
+        for tag in dict.fromkeys(tags)
+        for rows in [prompt_tags == tag]
+    }
+
+
 def within_prompt_pairs(
     scores: np.ndarray, labels: np.ndarray, prompt_index: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:

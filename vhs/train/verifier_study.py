@@ -30,6 +30,7 @@ from .verifier_data import OUT_DIR as DATA_DIR
 from .verifier_data import load_split
 from .verifier_metrics import (
     best_of_n_gain,
+    by_task,
     chosen_verdicts,
     overall_difference,
     selection_summary,
@@ -64,16 +65,6 @@ def reader_shape(config) -> str:
         f"{config.num_hidden_layers} layers x {config.hidden_size}, "
         f"{config.num_attention_heads}/{config.num_key_value_heads} heads"
     )
-
-
-def by_task(scores: np.ndarray, arrays: dict, tags: list[str]) -> dict[str, float]:
-    """The within-prompt AUROC of all candidates over each task's prompts: where a reader ranks."""
-    prompt_tags = np.asarray(tags)[arrays["prompt_index"]]
-    return {
-        tag: within_prompt_auroc(scores[rows], arrays["passed"][rows], arrays["prompt_index"][rows])
-        for tag in dict.fromkeys(tags)
-        for rows in [prompt_tags == tag]
-    }
 
 
 def paired_difference(first: np.ndarray, second: np.ndarray, arrays: dict, tags: list[str]) -> dict:
@@ -137,12 +128,19 @@ def study(
         row["shipped"] = shipped_for.get(row["reads"])
         if row["shipped"] not in (None, name):
             row["minus_shipped"] = paired_difference(scores_of[name], scores_of[row["shipped"]], arrays, tags)
-    readability = {}  # one or several runs of vhs.train.readability (representations run apart)
+    return {"split": "validation", "verifiers": rows, "readability": merged_readability(verifiers)}
+
+
+def merged_readability(verifiers: Path) -> dict:
+    """Every readability*.json in `verifiers` (runs of vhs.train.readability, representations or
+    diagnostics run apart) as one {representation: {diagnostic: summary}}: a later run adds its
+    diagnostics to a representation's row and keeps the ones it did not run."""
+    readability = {}
     for path in sorted(verifiers.glob("readability*.json")):
-        readability.update(json.loads(path.read_text()))
+        for name, row in json.loads(path.read_text()).items():
+            readability.setdefault(name, {}).update(row)
     order = {name: i for i, name in enumerate(REPRESENTATIONS)}
-    readability = dict(sorted(readability.items(), key=lambda item: order.get(item[0], len(order))))
-    return {"split": "validation", "verifiers": rows, "readability": readability}
+    return dict(sorted(readability.items(), key=lambda item: order.get(item[0], len(order))))
 
 
 def format_by_task(verifiers: dict) -> list[str]:
@@ -200,20 +198,23 @@ def format_study(result: dict) -> str:
         lines += [
             "",
             "| representation | train candidates | probe: within-prompt AUROC | probe: Bo4 - Bo1 | "
+            "conv probe: within-prompt AUROC | conv probe: Bo4 - Bo1 | "
             "ceiling: within-prompt AUROC | ceiling: Bo4 - Bo1 | ceiling: verdict agreement |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for name, row in result["readability"].items():
-            ceiling = row.get("ceiling")
-            cells = (
-                [pm(ceiling, "within_prompt_auroc"), pm(ceiling, "best_of_4_minus_best_of_1"),
-                 f"{ceiling['verdict_agreement']:.3f}"]
-                if ceiling else ["(oracle)", "(oracle)", "1"]
-            )  # fmt: skip
-            lines.append(
-                f"| {name} | {row['train_candidates']:,} | {pm(row['probe'], 'within_prompt_auroc')} | "
-                f"{pm(row['probe'], 'best_of_4_minus_best_of_1')} | " + " | ".join(cells) + " |"
-            )
+            cells = [
+                pm(row[diagnostic], key) if diagnostic in row else "-"
+                for diagnostic in ("probe", "conv_probe", "ceiling")
+                for key in ("within_prompt_auroc", "best_of_4_minus_best_of_1")
+            ]
+            if "ceiling" in row:
+                cells.append(f"{row['ceiling']['verdict_agreement']:.3f}")
+            elif name.startswith("hidden_states_l"):
+                cells.append("-")  # not run (judging is slow)
+            else:
+                cells[-2:] = ["(oracle)", "(oracle)", "1"]  # z_0 and the pixels are what is judged
+            lines.append(f"| {name} | {row['train_candidates']:,} | " + " | ".join(cells) + " |")
     lines += [
         "",
         f"{result['split']} split. ± is one standard error: bootstrap over prompts for AUROC, paired over "
