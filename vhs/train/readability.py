@@ -292,6 +292,7 @@ def main() -> None:
         attributes_of(validation, validation_record),
     )
     train_latents = as_tokens(train["denoised_latents"])
+    passed = torch.from_numpy(train["passed"])
 
     def summarise(scores: np.ndarray) -> dict:
         return {
@@ -307,7 +308,6 @@ def main() -> None:
         train_features = load_split("train", (name,), args.data_dir)[0][name][train_rows]
         validation_features = load_split("validation", (name,), args.data_dir)[0][name]
         train_tokens, validation_tokens = as_tokens(train_features), as_tokens(validation_features)
-        passed = torch.from_numpy(train["passed"])
         probe = train_probe(train_tokens, train_attributes, passed, per_prompt)
         scores = in_chunks(probe, validation_tokens, validation_attributes).numpy()
         result[name] = {"train_candidates": len(train_tokens), "probe": summarise(scores)}
