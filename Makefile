@@ -247,10 +247,12 @@ generator-study: $(TRAINING_DATA)
 
 # The evaluation table of the verifiers the preset ships, from its weights alone (the evaluation
 # candidates are generated first where absent: minutes), shipped with the split's data card. SPLIT=validation: the table choices were
-# made on. The evaluation split is touched for the final table only.
+# made on. The evaluation split is touched for the final table only. PREVIOUS=<an earlier table's
+# <split>.json>: each verifier's Best-of-N against it too, paired over the same prompts (a release's change).
 SPLIT ?= evaluation
 eval-verifiers: $(VERIFIER_DATA)/$(SPLIT)/data_card.json
-	$(TRAIN_ENV) $(PYTHON) -m vhs.train.evaluate_verifiers --data-dir $(VERIFIER_DATA) --split $(SPLIT) --out $(BUILD)/eval-verifiers
+	$(TRAIN_ENV) $(PYTHON) -m vhs.train.evaluate_verifiers --data-dir $(VERIFIER_DATA) --split $(SPLIT) --out $(BUILD)/eval-verifiers \
+		$(if $(PREVIOUS),--previous $(PREVIOUS))
 	cp $(BUILD)/eval-verifiers/$(SPLIT).json $(BUILD)/eval-verifiers/$(SPLIT).md vhs/presets/shapes/verifier/training/
 	cp $(VERIFIER_DATA)/$(SPLIT)/data_card.json vhs/presets/shapes/verifier/training/data_card_$(SPLIT).json
 

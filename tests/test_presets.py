@@ -89,6 +89,15 @@ def test_a_verifier_of_the_wrong_width_is_refused_at_load(tmp_path):
     assert_refused_at_load(tmp_path, message, verifier_path=str(verifier))
 
 
+def test_a_connector_reading_another_text_encoders_prompt_is_refused_at_load(tmp_path, tiny_preset):
+    verifier = tmp_path / "verifier"
+    shutil.copytree(preset_folder("tiny-random") / "verifier", verifier)
+    width = tiny_preset.text_encoder.config.hidden_size
+    MLPConnector(16, 32, prompt_width=width + 8).save_pretrained(verifier / "connector")
+    message = rf"verifier connector prompt_width is {width + 8} but text_encoder hidden_size is {width}"
+    assert_refused_at_load(tmp_path, message, verifier_path=str(verifier))
+
+
 def assert_refused_at_load(folder, message, **paths):
     with pytest.raises(PresetConfigError, match=message):
         load_preset(write_preset(folder, **paths))

@@ -89,3 +89,58 @@ def test_tiny_random_preset_reloads_identically(tmp_path, tiny_preset):
             torch.testing.assert_close(copy[key], original[key], rtol=0, atol=0)
     assert reloaded.config == tiny_preset.config
     assert reloaded.tokenizer("a red circle").input_ids == tiny_preset.tokenizer("a red circle").input_ids
+
+
+def prompt_inputs(batch: int, real_tokens: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(prompt_embeds (B, 6, 4), prompt_attention_mask (B, 6)) with `real_tokens[i]` real tokens in row i."""
+    generator = torch.Generator().manual_seed(seed)
+    embeds = torch.randn(batch, 6, 4, generator=generator)
+    mask = (torch.arange(6)[None] < torch.tensor(real_tokens)[:, None]).long()
+    return embeds, mask
+
+
+def test_prompt_reading_connector_starts_as_the_paper_connector_then_reads_the_prompt():
+    torch.manual_seed(0)
+    connector = MLPConnector(3, 8, prompt_width=4, prompt_blocks=2, film_width=5).eval()
+    features = torch.randn(2, 9, 3)  # a 3 x 3 token grid
+    embeds, mask = prompt_inputs(2, [6, 3])
+    with torch.no_grad():
+        # Gates at 0: the blocks change nothing, training starts from the paper's connector.
+        torch.testing.assert_close(connector(features, embeds, mask), connector(features))
+        for block in connector.film_blocks:
+            block.gate.fill_(1.0)
+        read = connector(features, embeds, mask)
+        assert not torch.allclose(read, connector(features))
+        # Another prompt gives other tokens; what lies past the mask does not matter.
+        other_embeds, _ = prompt_inputs(2, [6, 3], seed=1)
+        assert not torch.allclose(connector(features, other_embeds, mask)[0], read[0])
+        padded = embeds.clone()
+        padded[1, 3:] = 100.0
+        torch.testing.assert_close(connector(features, padded, mask), read)
+
+
+def test_prompt_reading_connector_needs_a_square_token_grid():
+    connector = MLPConnector(3, 8, prompt_width=4)
+    with pytest.raises(ValueError, match="square token grid"):
+        connector(torch.randn(1, 6, 3), *prompt_inputs(1, [6]))
+
+
+@pytest.mark.parametrize("mode_name", ["vhs", "latent"])
+@pytest.mark.parametrize("prompt_width", [0, 4])
+def test_visual_encoder_engine_takes_the_dit_prompt_inputs_when_its_connector_reads_them(
+    mode_name, prompt_width
+):
+    from types import SimpleNamespace
+
+    from vhs.engines import PROMPT_INPUTS, build_visual_encoder
+    from vhs.modes import MODES
+
+    mode = MODES[mode_name]
+    connector = MLPConnector(8, 8, prompt_width=prompt_width)
+    engine = build_visual_encoder(SimpleNamespace(**{mode.encoder_components[0].folder: connector}), mode)
+    expected = (mode.encoder_input, *(PROMPT_INPUTS if prompt_width else ()))
+    assert engine.input_names == expected
+    rows = {"hidden_states": torch.randn(2, 16, 8), "denoised_latents": torch.randn(2, 8, 4, 4)}
+    embeds, mask = prompt_inputs(2, [6, 2])
+    tokens = engine(prompt_embeds=embeds, prompt_attention_mask=mask, **rows)["visual_tokens"]
+    assert tokens.shape == (2, 16, 8)

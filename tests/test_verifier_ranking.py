@@ -247,3 +247,30 @@ def test_readability_runs_made_apart_fill_one_row_per_representation(tmp_path):
     assert "0.660 ± 0.020" in h7 and "0.500 ± 0.020" in h7 and h7.endswith("| 0.750 |")
     images = next(line for line in table.splitlines() if line.startswith("| images |"))
     assert images.endswith("| - | - | (oracle) | (oracle) | 1 |")
+
+
+def test_a_release_is_compared_with_the_previous_table_paired_over_the_same_prompts():
+    from vhs.train.evaluate_verifiers import against_previous, format_tables
+
+    tags = ["colors", "colors", "counting", "counting"]
+
+    def table(vhs_chosen: list[str], split: str = "evaluation") -> dict:
+        return {
+            "split": split, "prompts": 4, "candidates_per_prompt": 2, "prompt_tags": tags,
+            "best_of_1": {"overall": 0.5}, "oracle_best_of_n": {1: 0.5, 2: 0.75}, "comparisons": {},
+            "verifiers": {"vhs": {
+                "chosen_verdicts": vhs_chosen, "best_of_n": {}, "best_of_n_minus_best_of_1": {},
+                "within_prompt_auroc_of_4": 0.5, "within_prompt_auroc_of_4_se": 0.1, "auroc": 0.5,
+            }},
+        }  # fmt: skip
+
+    new, old = table(["1010", "1110"]), table(["1010", "0100"])
+    differences = against_previous(new, json.loads(json.dumps(old)))  # as read back from its file
+    assert differences["vhs - previous"][1] == (0.0, 0.0)
+    expected = overall_difference(np.array([1, 1, 1, 0]), np.array([0, 1, 0, 0]), tags)
+    assert differences["vhs - previous"][2] == pytest.approx(expected)
+    assert expected[0] == pytest.approx(0.5)
+    new["against_previous"] = differences
+    assert "| vhs - previous (same N) | | | +0.000 ± 0.000 | +0.500 ±" in format_tables(new)
+    with pytest.raises(ValueError, match="other prompts"):
+        against_previous(new, table(["1010", "0100"], split="validation"))

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -151,6 +152,69 @@ def test_trained_weights_score_as_the_served_scorer(tiny_data, tiny_preset, tmp_
             torch.from_numpy(tokens.question_length),
         )
     assert served.item() == pytest.approx(float(scores[0]), abs=1e-6)
+
+
+@pytest.mark.slow  # generates candidates and trains
+def test_a_prompt_reading_connector_trains_and_scores_as_served(
+    tiny_data, tiny_preset, tmp_path, monkeypatch
+):
+    """The `shapes` recipe's connector reads the generator's prompt embedding: training feeds it the
+    prompt the candidates are judged on, opens its blocks, and its scores are the served engines'."""
+    from vhs.engine_names import TEXT_ENCODER
+    from vhs.engines import build_engine, build_visual_encoder
+    from vhs.modes import MODES
+    from vhs.verifier import MLPConnector, YesNoScorer
+
+    for name, steps in (("PRIOR_STEPS", 3), ("ALIGN_STEPS", 3), ("FINETUNE_STEPS", 4), ("EVAL_EVERY", 2)):
+        monkeypatch.setattr(verifier_training, name, steps)
+    paper_connector = verifier_training.visual_encoder_for
+
+    def prompt_reading(preset, reads, clip_tower=None):
+        connector = paper_connector(preset, reads)
+        width = preset.text_encoder.config.hidden_size
+        return MLPConnector(connector.config.in_features, connector.config.out_features, prompt_width=width)
+
+    monkeypatch.setattr(verifier_training, "visual_encoder_for", prompt_reading)
+    reads = f"hidden_states_l{tiny_preset.config.split_block}"
+    verifier_training.train_verifier(
+        reads, tmp_path / "vhs", preset_name="tiny-random", data_dir=tiny_data, prior_dir=tmp_path / "prior"
+    )
+    from transformers import Qwen2ForCausalLM
+
+    connector = MLPConnector.from_pretrained(tmp_path / "vhs" / "connector").eval()
+    assert connector.reads_prompt
+    assert all(block.gate.item() != 0 for block in connector.film_blocks)  # stage 2 opened every block
+    tokenizer = tiny_preset.prompt_tokenizer
+    llm = Qwen2ForCausalLM.from_pretrained(tmp_path / "vhs" / "llm")
+    scorer = YesNoScorer(llm, tokenizer.question_prefix_ids, tokenizer.yes_token_id, tokenizer.no_token_id)
+    validation, record = verifier_data.load_split("validation", (reads, "passed", "prompt_index"), tiny_data)
+    texts = [p["text"] for p in record["prompts"]]
+    model = verifier_training.VerifierForTraining(connector, scorer).eval()
+    scores = verifier_training.score(
+        model, validation[reads], *verifier_training.question_tensors(tiny_preset, texts),
+        validation["prompt_index"], verifier_training.prompt_tensors(tiny_preset, texts),
+    )  # fmt: skip
+    encoder = build_visual_encoder(SimpleNamespace(connector=connector), MODES["vhs"])
+    text_encoder = build_engine(tiny_preset, TEXT_ENCODER)
+    features = torch.from_numpy(validation[reads][:1]).float()
+    with torch.no_grad():
+        visual = {}
+        for text in texts[:2]:
+            tokens = tokenizer(text)
+            embeds = text_encoder(
+                input_ids=torch.from_numpy(tokens.input_ids),
+                attention_mask=torch.from_numpy(tokens.attention_mask),
+            )["prompt_embeds"]
+            mask = torch.from_numpy(tokens.prompt_attention_mask)
+            visual[text] = encoder(hidden_states=features, prompt_embeds=embeds, prompt_attention_mask=mask)
+        first = tokenizer(texts[0])
+        _, served = scorer(
+            visual[texts[0]]["visual_tokens"],
+            torch.from_numpy(first.question_ids),
+            torch.from_numpy(first.question_length),
+        )
+    assert served.item() == pytest.approx(float(scores[0]), abs=1e-6)
+    assert not torch.allclose(visual[texts[0]]["visual_tokens"], visual[texts[1]]["visual_tokens"])
 
 
 def test_the_object_map_loss_trains_the_connector_and_leaves_the_served_weights_alone(

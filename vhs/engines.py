@@ -52,6 +52,10 @@ class VAEDecoder(nn.Module):
         return (images / 2 + 0.5).clamp(0, 1).float()
 
 
+# What a prompt-reading connector takes besides its visual input: the DiT prefix's prompt inputs.
+PROMPT_INPUTS = ("prompt_embeds", "prompt_attention_mask")
+
+
 @dataclass(frozen=True)
 class Engine:
     """One exportable module with the names of its graph inputs and outputs, in call order."""
@@ -70,14 +74,16 @@ class Engine:
 def build_visual_encoder(preset: Preset, mode: VerifierMode) -> Engine:
     """The visual encoder of `mode`, as its table entry describes it: its components from the preset's
     verifier folder, given in order to its `encoder_class` (or the one component itself), mapping
-    its `encoder_input` to `visual_tokens`."""
+    its `encoder_input` to `visual_tokens`; a connector that reads the prompt also takes the DiT's
+    `prompt_embeds` and `prompt_attention_mask`, which every candidate's state already holds."""
     components = [getattr(preset, component.folder) for component in mode.encoder_components]
     if mode.encoder_class is None:
         (module,) = components
     else:
         library, class_name = mode.encoder_class
         module = getattr(importlib.import_module(library), class_name)(*components)
-    return Engine(module, (mode.encoder_input,), ("visual_tokens",))
+    reads_prompt = getattr(getattr(module, "connector", module), "reads_prompt", False)
+    return Engine(module, (mode.encoder_input, *(PROMPT_INPUTS if reads_prompt else ())), ("visual_tokens",))
 
 
 def build_scorer(preset: Preset, llm: str) -> YesNoScorer:

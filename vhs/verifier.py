@@ -1,15 +1,24 @@
 """The verifiers: a visual encoder that turns a candidate into LLM-width tokens, and a yes/no scorer.
 
-Three visual encoders share one interface, `(B, ...) -> visual tokens (B, T, llm width)`:
+Three visual encoders share one interface, `(B, ...) [, prompt_embeds, prompt_attention_mask] ->
+visual tokens (B, T, llm width)`:
 - `MLPConnector` on the DiT hidden states after block l* (VHS),
 - `ClipVisualEncoder`: CLIP vision tower on decoded pixels + its own connector (the MLLM-with-CLIP baseline),
 - `LatentVisualEncoder`: a connector on the autoencoder latent z_0 (the "MLLM w/ AE" baseline).
 `YesNoScorer` feeds `[question before <image>] + visual tokens + [question after <image>]` to a
 `Qwen2ForCausalLM` through `inputs_embeds` and returns the logits of the `yes` and `no` tokens at the
 last position; the candidate's score is P(yes) = softmax over those two logits (the paper's score).
+
+A connector may also read the prompt (`MLPConnector(prompt_width=...)`, the `shapes` preset's): the
+generator's own prompt embedding, which the orchestrator already holds for the DiT, scales and
+shifts a few convolutions over the token grid, so that the visual tokens say how the candidate
+relates to what was asked before the LLM reads them (a 2-layer reader does not bind the two well
+enough on its own). The published preset's connectors are the paper's and read no prompt.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -28,38 +37,110 @@ PIL_BICUBIC_A = -0.5
 PIL_BICUBIC_SUPPORT = 2.0
 
 
+class PromptFiLMBlock(nn.Module):
+    """A residual pair of 3x3 convolutions over the token grid, their normalised output scaled and
+    shifted by the prompt (FiLM). The residual's gate starts at 0: a new block changes nothing, so
+    training starts from the plain MLP connector."""
+
+    def __init__(self, width: int, prompt_features: int, film_width: int):
+        super().__init__()
+        self.conv_1 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv_2 = nn.Conv2d(width, width, 3, padding=1)
+        self.norm = nn.GroupNorm(8, width)
+        self.film = nn.Sequential(
+            nn.Linear(prompt_features, film_width), nn.GELU(), nn.Linear(film_width, 2 * width)
+        )
+        self.gate = nn.Parameter(torch.zeros(()))
+
+    def forward(self, grid: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.film(prompt)[..., None, None].chunk(2, dim=1)
+        update = nn.functional.gelu(
+            self.norm(self.conv_2(nn.functional.gelu(self.conv_1(grid)))) * (1 + scale) + shift
+        )
+        return grid + self.gate * update
+
+
+def pooled_prompt(prompt_embeds: torch.Tensor, prompt_attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, S, width), (B, S) -> (B, 2 * width): the mean of the prompt's real tokens and its last real
+    token (the text encoder is causal: the last token has read the whole prompt, the mean keeps each
+    word's own state)."""
+    mask = prompt_attention_mask.to(prompt_embeds.dtype).unsqueeze(-1)
+    mean = (prompt_embeds * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+    last = (prompt_attention_mask.sum(dim=1).long() - 1).clamp(min=0)
+    last_token = prompt_embeds.gather(1, last[:, None, None].expand(-1, 1, prompt_embeds.shape[-1]))
+    return torch.cat([mean, last_token.squeeze(1)], dim=-1)
+
+
 class MLPConnector(ModelMixin, ConfigMixin):
-    """LLaVA's `mlp2x_gelu` connector with VHS's input normalisation.
+    """LLaVA's `mlp2x_gelu` connector with VHS's input normalisation, optionally reading the prompt.
 
     (B, T, in_features) -> (B, T, out_features): `(x - mean) / sqrt(var + 1e-6)` with per-channel
     statistics of the training data (buffers saved with the weights), then Linear -> GELU -> Linear.
+
+    With `prompt_width` (the generator's text-encoder width; 0: the paper's connector), the hidden
+    tokens, as their square grid, pass through `prompt_blocks` `PromptFiLMBlock`s conditioned on
+    `pooled_prompt(prompt_embeds, prompt_attention_mask)` between the two linear layers; the forward
+    then takes those two tensors, the DiT's own inputs. Called without them (stage-1 alignment on
+    captions, which asks no question) the blocks are skipped.
     """
 
     @register_to_config
-    def __init__(self, in_features: int, out_features: int, normalize_input: bool = True):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        normalize_input: bool = True,
+        prompt_width: int = 0,
+        prompt_blocks: int = 3,
+        film_width: int = 128,
+    ):
         super().__init__()
         self.register_buffer("input_mean", torch.zeros(in_features))
         self.register_buffer("input_var", torch.ones(in_features))
         self.linear_1 = nn.Linear(in_features, out_features)
         self.act = nn.GELU()
         self.linear_2 = nn.Linear(out_features, out_features)
+        if prompt_width:
+            self.prompt_norm = nn.LayerNorm(2 * prompt_width)
+            self.film_blocks = nn.ModuleList(
+                PromptFiLMBlock(out_features, 2 * prompt_width, film_width) for _ in range(prompt_blocks)
+            )
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    @property
+    def reads_prompt(self) -> bool:
+        return self.config.prompt_width > 0
+
+    def forward(self, features: torch.Tensor, prompt_embeds=None, prompt_attention_mask=None) -> torch.Tensor:
         features = features.to(self.linear_1.weight.dtype)
         if self.config.normalize_input:
             features = (features - self.input_mean) / torch.sqrt(self.input_var + 1e-6)
-        return self.linear_2(self.act(self.linear_1(features)))
+        hidden = self.act(self.linear_1(features))
+        if self.reads_prompt and prompt_embeds is not None:
+            hidden = self.condition_on_prompt(hidden, prompt_embeds, prompt_attention_mask)
+        return self.linear_2(hidden)
+
+    def condition_on_prompt(self, hidden, prompt_embeds, prompt_attention_mask) -> torch.Tensor:
+        batch, tokens, width = hidden.shape
+        side = math.isqrt(tokens)
+        if side * side != tokens:
+            raise ValueError(f"a prompt-reading connector needs a square token grid, got {tokens} tokens")
+        prompt = self.prompt_norm(pooled_prompt(prompt_embeds.to(hidden.dtype), prompt_attention_mask))
+        grid = hidden.transpose(1, 2).reshape(batch, width, side, side)
+        for block in self.film_blocks:
+            grid = block(grid, prompt)
+        return grid.flatten(2).transpose(1, 2)
 
 
 class LatentVisualEncoder(nn.Module):
-    """z_0 latent (B, C, h, w) -> visual tokens (B, h*w, llm width): one token per latent pixel."""
+    """z_0 latent (B, C, h, w) [, the prompt] -> visual tokens (B, h*w, llm width): one token per
+    latent pixel."""
 
     def __init__(self, connector: MLPConnector):
         super().__init__()
         self.connector = connector
 
-    def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.connector(latents.flatten(2).transpose(1, 2))
+    def forward(self, latents: torch.Tensor, *prompt: torch.Tensor) -> torch.Tensor:
+        return self.connector(latents.flatten(2).transpose(1, 2), *prompt)
 
 
 def _pil_bicubic(x: float) -> float:
@@ -149,11 +230,11 @@ class ClipVisualEncoder(nn.Module):
         pixels = _round_to_uint8(rows @ pixels)  # then the vertical pass
         return (pixels / 255 - self.pixel_mean) / self.pixel_std
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, *prompt: torch.Tensor) -> torch.Tensor:
         pixel_values = self.pixel_values(images).to(self.clip_vision.dtype)
         hidden_states = self.clip_vision(pixel_values=pixel_values, output_hidden_states=True).hidden_states
         # LLaVA's choice: the penultimate layer, without the CLS token.
-        return self.connector(hidden_states[-2][:, 1:])
+        return self.connector(hidden_states[-2][:, 1:], *prompt)
 
 
 def _round_to_uint8(values: torch.Tensor) -> torch.Tensor:

@@ -68,6 +68,9 @@ class ComponentSizes:
     # ResBlocks / EfficientViT blocks per decoder level: one count for every level, or one per level
     # from the highest resolution to the latent's (as DC-AE's decoder_layers_per_block)
     vae_decoder_layers: int | tuple[int, ...] = 1
+    # The verifiers' connectors also read the generator's prompt embedding (vhs.verifier.MLPConnector's
+    # prompt_width); False: the paper's connectors.
+    connectors_read_prompt: bool = False
 
 
 def build_preset(config: PresetConfig, sizes: ComponentSizes, corpus: list[str], seed: int) -> Preset:
@@ -83,6 +86,7 @@ def build_preset(config: PresetConfig, sizes: ComponentSizes, corpus: list[str],
     text_encoder = build_text_encoder(sizes, tokenizer, config.text_max_length)
     clip_llm, latent_llm = build_llm(sizes, llm_tokenizer), build_llm(sizes, llm_tokenizer)
     dit_width = sizes.dit_heads * sizes.dit_head_dim
+    prompt_width = sizes.text_width if sizes.connectors_read_prompt else 0
     return Preset(
         config=config,
         tokenizer=tokenizer,
@@ -95,10 +99,14 @@ def build_preset(config: PresetConfig, sizes: ComponentSizes, corpus: list[str],
             "llm": llm,
             "clip_llm": clip_llm,
             "latent_llm": latent_llm,
-            "connector": MLPConnector(dit_width, sizes.llm_width),
+            "connector": MLPConnector(dit_width, sizes.llm_width, prompt_width=prompt_width),
             "clip_vision": clip_vision,
-            "clip_connector": MLPConnector(sizes.clip_width, sizes.llm_width, normalize_input=False),
-            "latent_connector": MLPConnector(sizes.latent_channels, sizes.llm_width),
+            "clip_connector": MLPConnector(
+                sizes.clip_width, sizes.llm_width, normalize_input=False, prompt_width=prompt_width
+            ),
+            "latent_connector": MLPConnector(
+                sizes.latent_channels, sizes.llm_width, prompt_width=prompt_width
+            ),
         },
     )
 

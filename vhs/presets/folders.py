@@ -100,6 +100,8 @@ def component_widths(preset) -> dict[str, int]:
         for attribute in ("hidden_size", "in_features", "out_features"):
             if config is not None and isinstance(getattr(config, attribute, None), int):
                 widths[_width(name, attribute)] = getattr(config, attribute)
+        if getattr(config, "prompt_width", 0):  # a connector that reads the text encoder's output
+            widths[_width(name, "prompt_width")] = config.prompt_width
     return widths
 
 
@@ -116,7 +118,8 @@ def _output_widths(part: str) -> tuple[str, str]:
 def matching_widths() -> list[tuple[str, str]]:
     """Pairs of widths that must be equal for the components to fit together: the generator's, and
     along every verifier of the mode table, each part's input against what it reads (the stage, or
-    the part before it) and the last part's output against its LLM."""
+    the part before it), a prompt-reading part's prompt width against the text encoder's, and the
+    last part's output against its LLM."""
     pairs = list(GENERATOR_MATCHING_WIDTHS)
     for mode in MODES.values():
         if not mode.verifies:
@@ -124,6 +127,7 @@ def matching_widths() -> list[tuple[str, str]]:
         reads = (READ_WIDTHS[mode.reads],) if mode.reads in READ_WIDTHS else ()
         for component in mode.encoder_components:
             pairs += [(_width(component.folder, "in_features"), width) for width in reads]
+            pairs.append((_width(component.folder, "prompt_width"), "text_encoder hidden_size"))
             reads = _output_widths(component.folder)
         pairs += [(width, _width(mode.llm, "hidden_size")) for width in reads]
     return list(dict.fromkeys(pairs))

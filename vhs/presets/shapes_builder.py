@@ -61,6 +61,9 @@ SIZES = ComponentSizes(
     clip_width=64,
     clip_intermediate=256,
     clip_layers=3,
+    # every verifier's connector reads the generator's prompt embedding (a 2-layer LLM reader does not
+    # bind the prompt to the visual tokens well enough on its own: docs/training.md)
+    connectors_read_prompt=True,
 )
 
 

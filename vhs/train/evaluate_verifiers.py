@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from ..engine_names import DIT_PREFIX, DIT_SUFFIX
-from ..engines import build_engine
+from ..engines import PROMPT_INPUTS, build_engine
 from ..modes import MODES
 from ..presets import Preset, load_preset
 from ..shapes import TASKS
-from .verifier import as_model_input, question_tensors
+from .verifier import as_model_input, prompt_tensors, question_tensors
 from .verifier_data import OUT_DIR as DATA_DIR
 from .verifier_data import load_split
 from .verifier_metrics import (
@@ -54,9 +54,11 @@ def stored_features(preset: Preset, reads: str) -> str:
 
 
 def served_scores(
-    preset: Preset, mode_name: str, features: np.ndarray, questions, prompt_index
+    preset: Preset, mode_name: str, features: np.ndarray, questions, prompt_index, prompt
 ) -> np.ndarray:
-    """P(yes) (N,) of every stored candidate through the mode's served engines, in batches."""
+    """P(yes) (N,) of every stored candidate through the mode's served engines, in batches.
+    questions: `question_tensors` of the prompts; prompt: their `prompt_tensors` (the DiT's prompt
+    inputs, which a prompt-reading visual encoder takes)."""
     mode = MODES[mode_name]
     encoder, llm = build_engine(preset, mode.visual_encoder), build_engine(preset, mode.llm)
     question_ids, question_length = questions
@@ -64,8 +66,11 @@ def served_scores(
     with torch.no_grad():
         for start in range(0, len(features), 512):
             rows = np.arange(start, min(start + 512, len(features)))
-            visual = encoder(**{mode.encoder_input: as_model_input(features[rows])})["visual_tokens"]
             prompts = prompt_index[rows]
+            visual = encoder(
+                **{mode.encoder_input: as_model_input(features[rows])},
+                **dict(zip(PROMPT_INPUTS, (tensor[prompts] for tensor in prompt), strict=True)),
+            )["visual_tokens"]
             outputs = llm(
                 visual_tokens=visual,
                 question_ids=question_ids[prompts],
@@ -82,7 +87,8 @@ def evaluate_verifiers(preset_name: str, split: str, data_dir: Path = DATA_DIR) 
     per_prompt = int(np.bincount(arrays["prompt_index"])[0])
     passed = arrays["passed"].reshape(-1, per_prompt)
     tags = [prompt["tag"] for prompt in record["prompts"]]
-    questions = question_tensors(preset, [prompt["text"] for prompt in record["prompts"]])
+    texts = [prompt["text"] for prompt in record["prompts"]]
+    questions, prompt = question_tensors(preset, texts), prompt_tensors(preset, texts)
     sizes = [n for n in NUM_CANDIDATES if n <= per_prompt]
     best_of_1 = passed[:, 0].astype(float)
     result = {
@@ -101,7 +107,7 @@ def evaluate_verifiers(preset_name: str, split: str, data_dir: Path = DATA_DIR) 
     for mode_name in (name for name in preset.config.modes if MODES[name].verifies):
         key = stored_features(preset, MODES[mode_name].reads)
         features = load_split(split, (key,), data_dir)[0][key]
-        scores = served_scores(preset, mode_name, features, questions, arrays["prompt_index"])
+        scores = served_scores(preset, mode_name, features, questions, arrays["prompt_index"], prompt)
         by_prompt = scores.reshape(-1, per_prompt)
         first_four = np.tile(np.arange(per_prompt) < 4, len(tags))
         index, labels = arrays["prompt_index"][first_four], arrays["passed"][first_four]
@@ -131,6 +137,30 @@ def evaluate_verifiers(preset_name: str, split: str, data_dir: Path = DATA_DIR) 
                 n: overall_difference(chosen[first][n], chosen[second][n], tags) for n in sizes
             }
     return result
+
+
+def against_previous(result: dict, previous: dict) -> dict[str, dict[int, tuple[float, float]]]:
+    """{"<mode> - previous": {N: (difference, paired SE)}}: each verifier's Best-of-N against the
+    same mode of an earlier table of the same split (`previous`, this function's JSON), paired over
+    the same prompts, for the N both tables hold: what a new release changes, beyond noise or not."""
+    if previous["split"] != result["split"] or previous["prompt_tags"] != result["prompt_tags"]:
+        raise ValueError("the previous table is of other prompts: compare tables of the same split")
+    tags, differences = result["prompt_tags"], {}
+    for mode, verifier in result["verifiers"].items():
+        if mode not in previous["verifiers"]:
+            continue
+        new, old = verifier["chosen_verdicts"], previous["verifiers"][mode]["chosen_verdicts"]
+        differences[f"{mode} - previous"] = {
+            n: overall_difference(_verdicts(new[n - 1]), _verdicts(old[n - 1]), tags)
+            for n in map(int, result["oracle_best_of_n"])  # (str keys once read back from JSON)
+            if n <= min(len(new), len(old))
+        }
+    return differences
+
+
+def _verdicts(chosen: str) -> np.ndarray:
+    """The stored string of chosen verdicts (one 0/1 character per prompt) as floats."""
+    return np.frombuffer(chosen.encode(), dtype=np.uint8) - ord("0")
 
 
 def format_tables(result: dict) -> str:
@@ -167,7 +197,7 @@ def format_tables(result: dict) -> str:
         for n in result["oracle_best_of_n"]
     ]
     lines.append("| oracle | 1 | | " + " | ".join(oracle) + " |")
-    for name, differences in result["comparisons"].items():
+    for name, differences in {**result["comparisons"], **result.get("against_previous", {})}.items():
         lines.append(
             f"| {name} (same N) | | | "
             + " | ".join(f"{d:+.3f} ± {se:.3f}" for d, se in differences.values())
@@ -189,8 +219,11 @@ def main() -> None:
                         help="validation: for choices; evaluation: the final table")  # fmt: skip
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--out", type=Path, help="write <out>/<split>.json and <split>.md")
+    parser.add_argument("--previous", type=Path, help="an earlier <split>.json: each verifier against it")
     args = parser.parse_args()
     result = evaluate_verifiers(args.preset, args.split, args.data_dir)
+    if args.previous:
+        result["against_previous"] = against_previous(result, json.loads(args.previous.read_text()))
     table = format_tables(result)
     print(table)
     if args.out:

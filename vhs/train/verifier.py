@@ -25,6 +25,10 @@ map of `verifier_data`, from the detections the caption is written from) through
 is dropped after training (--object-map-weight): the caption is one sentence per candidate and the
 verdict one bit, the map names, counts and places every object at the token that sees it.
 
+A connector that reads the prompt (`vhs.verifier.MLPConnector(prompt_width=...)`, every `shapes`
+connector) is given the generator's embedding of the prompt each candidate is judged on, as served:
+in stage 2 only (stage 1's captions ask no question, and its blocks start closed).
+
 The connector's input normalisation (per-channel mean and variance of the training inputs) is
 computed before stage 1 and stored in the connector. Runs unchanged under torchrun (DDP, gloo).
 
@@ -49,6 +53,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from transformers import CLIPVisionModel, Qwen2ForCausalLM
 
+from ..engine_names import TEXT_ENCODER
+from ..engines import build_engine
 from ..presets import Preset, load_preset
 from ..shapes import NUM_OBJECT_CLASSES
 from ..verifier import ClipVisualEncoder, LatentVisualEncoder, YesNoScorer
@@ -122,7 +128,8 @@ class ObjectMapHead(nn.Module):
 
 class VerifierForTraining(nn.Module):
     """A visual encoder + `YesNoScorer`: (visual input, question) -> yes/no logits (B, 2); given
-    object maps too, (logits, the object-map loss of the visual tokens)."""
+    object maps too, (logits, the object-map loss of the visual tokens). `prompt`: the DiT's
+    (prompt_embeds, prompt_attention_mask) rows, for a connector that reads the prompt (else ())."""
 
     def __init__(
         self, visual_encoder: nn.Module, scorer: YesNoScorer, object_head: ObjectMapHead | None = None
@@ -132,10 +139,10 @@ class VerifierForTraining(nn.Module):
         self.scorer = scorer
         self.object_head = object_head
 
-    def forward(self, visual_input, question_ids, question_length, object_maps=None):
+    def forward(self, visual_input, question_ids, question_length, object_maps=None, prompt=()):
         # The padding after the longest question changes nothing (causal attention): drop it.
         question_ids = question_ids[:, : int(question_length.max())]
-        visual = self.visual_encoder(visual_input)
+        visual = self.visual_encoder(visual_input, *prompt)
         logits = self.scorer(visual, question_ids, question_length)[0]
         return logits if object_maps is None else (logits, self.object_head(visual, object_maps))
 
@@ -294,7 +301,8 @@ def optimize(
     every 20 steps and `on_eval(step)` every EVAL_EVERY steps and at the end. `loss_of_batch(model,
     rows)` gets `batch_size` random indices out of `num_rows` (candidates, texts or prompts)."""
     if dist.is_initialized():
-        model = DistributedDataParallel(model)
+        # Stage 1 leaves a prompt-reading connector's blocks unused (captions ask no question).
+        model = DistributedDataParallel(model, find_unused_parameters=True)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=peak_lr, weight_decay=0.0)
     model.train()
@@ -347,16 +355,37 @@ def question_tensors(preset: Preset, prompts: list[str]) -> tuple[torch.Tensor, 
     )
 
 
+def prompt_tensors(preset: Preset, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(prompt_embeds (P, S, width), prompt_attention_mask (P, S)) of each prompt, as the served text
+    encoder gives the DiT (what a prompt-reading connector reads)."""
+    text_encoder = build_engine(preset, TEXT_ENCODER)
+    tokens = [preset.prompt_tokenizer(prompt) for prompt in prompts]
+    embeds = []
+    with torch.no_grad():
+        for start in range(0, len(tokens), 512):
+            chunk = tokens[start : start + 512]
+            input_ids, attention_mask = (
+                torch.from_numpy(np.concatenate([getattr(t, name) for t in chunk]))
+                for name in ("input_ids", "attention_mask")
+            )
+            embeds.append(text_encoder(input_ids=input_ids, attention_mask=attention_mask)["prompt_embeds"])
+    return torch.cat(embeds), torch.from_numpy(np.concatenate([t.prompt_attention_mask for t in tokens]))
+
+
 def score(
-    model: VerifierForTraining, features: np.ndarray, question_ids, question_length, prompt_index
+    model: VerifierForTraining, features: np.ndarray, question_ids, question_length, prompt_index, prompt=()
 ) -> np.ndarray:
-    """P(yes) of every candidate (N,), in batches."""
+    """P(yes) of every candidate (N,), in batches; `prompt`: `prompt_tensors` of the prompts, for a
+    connector that reads them (else ())."""
     scores = []
     with torch.no_grad():
         for start in range(0, len(features), 512):
             rows = np.arange(start, min(start + 512, len(features)))
             prompts = prompt_index[rows]
-            logits = model(as_model_input(features[rows]), question_ids[prompts], question_length[prompts])
+            logits = model(
+                as_model_input(features[rows]), question_ids[prompts], question_length[prompts],
+                prompt=tuple(tensor[prompts] for tensor in prompt),
+            )  # fmt: skip
             scores.append(torch.softmax(logits.float(), dim=-1)[:, 0].numpy())
     return np.concatenate(scores)
 
@@ -420,7 +449,10 @@ def train_verifier(
         preset.prompt_tokenizer.no_token_id,
     )  # fmt: skip
     model = VerifierForTraining(encoder, scorer, object_head)
-    val_questions = question_tensors(preset, [p["text"] for p in validation_record["prompts"]])
+    validation_texts = [p["text"] for p in validation_record["prompts"]]
+    val_questions = question_tensors(preset, validation_texts)
+    reads_prompt = connector_of(encoder).reads_prompt
+    val_prompts = prompt_tensors(preset, validation_texts) if reads_prompt else ()
     positive_rate = float(passed.float().mean())
     # Each class weighs half of the loss ([yes, no]); +1 keeps a class absent from a tiny set finite.
     counts = torch.stack([passed.sum(), (1 - passed).sum()]).float() + 1
@@ -440,6 +472,8 @@ def train_verifier(
         group_verdicts = np.concatenate([group_verdicts, nearby_verdicts])
         question_texts += nearby_texts
     question_ids, question_length = question_tensors(preset, question_texts)
+    # A prompt-reading connector reads the prompt the candidates are judged on.
+    question_prompts = prompt_tensors(preset, question_texts) if reads_prompt else ()
     mixed_groups = np.flatnonzero(mixed(group_verdicts))
     own_mixed, nearby_mixed = (
         mixed_groups[mixed_groups < len(prompts)],
@@ -465,7 +499,9 @@ def train_verifier(
         questions = np.repeat(group_question[groups], candidates_per_step)
         verdicts = group_verdicts[torch.from_numpy(groups)[:, None], torch.from_numpy(picks)].ravel()
         inputs = (as_model_input(features[rows]), question_ids[questions], question_length[questions])
-        logits, map_loss = model(*inputs, object_maps[rows]) if uses_maps else (model(*inputs), 0.0)
+        prompt = tuple(tensor[questions] for tensor in question_prompts)
+        outputs = model(*inputs, object_maps[rows] if uses_maps else None, prompt)
+        logits, map_loss = outputs if uses_maps else (outputs, 0.0)
         if not ranks:
             loss = classification_loss(logits, verdicts, pointwise, class_weights)
         else:
@@ -478,7 +514,7 @@ def train_verifier(
     best = {}
 
     def evaluate_on_validation(step: int) -> None:
-        scores = score(model, validation[reads], *val_questions, validation["prompt_index"])
+        scores = score(model, validation[reads], *val_questions, validation["prompt_index"], val_prompts)
         metrics = selection_metrics(scores, validation["passed"], validation["prompt_index"])
         log(step, **{f"validation_{k}": v for k, v in metrics.items()})
         if not best or metrics["within_prompt_auroc"] > best["within_prompt_auroc"]:

@@ -25,7 +25,14 @@ from ..presets import load_preset
 from ..verifier import YesNoScorer
 from .assemble_verifiers import preset_split_block, shipped
 from .readability import REPRESENTATIONS
-from .verifier import VerifierForTraining, connector_of, question_tensors, score, visual_encoder_for
+from .verifier import (
+    VerifierForTraining,
+    connector_of,
+    prompt_tensors,
+    question_tensors,
+    score,
+    visual_encoder_for,
+)
 from .verifier_data import OUT_DIR as DATA_DIR
 from .verifier_data import load_split
 from .verifier_metrics import (
@@ -93,7 +100,8 @@ def study(
     preset = load_preset(preset_name)
     arrays, record = load_split("validation", ("passed", "prompt_index"), data_dir)
     tags = [prompt["tag"] for prompt in record["prompts"]]
-    questions = question_tensors(preset, [prompt["text"] for prompt in record["prompts"]])
+    texts = [prompt["text"] for prompt in record["prompts"]]
+    questions, prompt = question_tensors(preset, texts), prompt_tensors(preset, texts)
     rows, scores_of = {}, {}
     for metrics_file in sorted(verifiers.glob("*/metrics.json")):
         metrics = json.loads(metrics_file.read_text())
@@ -102,7 +110,10 @@ def study(
         reads, folder = metrics["reads"], metrics_file.parent
         features = load_split("validation", (reads,), data_dir)[0][reads]
         model = load_trained_verifier(folder, reads, preset)
-        scores = scores_of[folder.name] = score(model, features, *questions, arrays["prompt_index"])
+        reads_prompt = connector_of(model.visual_encoder).reads_prompt
+        scores = scores_of[folder.name] = score(
+            model, features, *questions, arrays["prompt_index"], prompt if reads_prompt else ()
+        )
         rows[folder.name] = {
             "reads": reads,
             "loss": metrics["loss"],
