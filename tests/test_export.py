@@ -289,35 +289,32 @@ def test_engine_warmup_samples_fit_every_graph(exported_tiny):
             assert all(len(output) == sample.batch_size for output in outputs), name
 
 
-def test_a_prompt_reading_connector_exports_with_its_prompt_inputs(tmp_path):
+@pytest.mark.parametrize("reads", ["hidden_states", "denoised_latents"])
+def test_a_prompt_reading_connector_exports_with_its_prompt_inputs(tmp_path, reads):
     """The `shapes` connectors read the DiT's prompt inputs: the graph declares them, batch dynamic,
-    and ONNX Runtime gives the module's tokens at other batch sizes."""
+    and ONNX Runtime gives the module's tokens at other batch sizes (the bare connector of VHS, and
+    the AE-latent wrapper around one)."""
     import torch
 
     from vhs.engines import PROMPT_INPUTS, Engine
     from vhs.export.graphs import export_onnx
     from vhs.export.parity import ATOL, check_parity
-    from vhs.verifier import MLPConnector
+    from vhs.verifier import LatentVisualEncoder, MLPConnector
 
     torch.manual_seed(0)
     connector = MLPConnector(16, 8, prompt_width=12).eval()
     for block in connector.film_blocks:
         block.gate.data.fill_(0.5)  # a trained connector's blocks are open
-    engine = Engine(connector, ("hidden_states", *PROMPT_INPUTS), ("visual_tokens",))
+    module = connector if reads == "hidden_states" else LatentVisualEncoder(connector).eval()
+    engine = Engine(module, (reads, *PROMPT_INPUTS), ("visual_tokens",))
     mask = torch.ones(2, 5, dtype=torch.long)
     mask[1, 3:] = 0
-    inputs = {
-        "hidden_states": torch.randn(2, 16, 16),
-        "prompt_embeds": torch.randn(2, 5, 12),
-        "prompt_attention_mask": mask,
-    }
+    features = torch.randn(2, 16, 16) if reads == "hidden_states" else torch.randn(2, 16, 4, 4)
+    inputs = {reads: features, "prompt_embeds": torch.randn(2, 5, 12), "prompt_attention_mask": mask}
     graph = export_onnx("connector", engine, inputs, tmp_path, opset=18)
     declared, _ = graph_io(graph)
-    assert [(i["name"], i["shape"]) for i in declared] == [
-        ("hidden_states", [-1, 16, 16]),
-        ("prompt_embeds", [-1, 5, 12]),
-        ("prompt_attention_mask", [-1, 5]),
-    ]
+    assert [i["name"] for i in declared] == [reads, *PROMPT_INPUTS]
+    assert [i["shape"] for i in declared][1:] == [[-1, 5, 12], [-1, 5]]
     for batch in (1, 3):
         result = check_parity(engine, inputs, graph, batch)
         assert result.passed and result.max_abs_error < ATOL, (batch, result)

@@ -139,8 +139,9 @@ class LatentVisualEncoder(nn.Module):
         super().__init__()
         self.connector = connector
 
-    def forward(self, latents: torch.Tensor, *prompt: torch.Tensor) -> torch.Tensor:
-        return self.connector(latents.flatten(2).transpose(1, 2), *prompt)
+    def forward(self, latents: torch.Tensor, prompt_embeds=None, prompt_attention_mask=None) -> torch.Tensor:
+        tokens = latents.flatten(2).transpose(1, 2)
+        return self.connector(tokens, prompt_embeds, prompt_attention_mask)
 
 
 def _pil_bicubic(x: float) -> float:
@@ -230,11 +231,11 @@ class ClipVisualEncoder(nn.Module):
         pixels = _round_to_uint8(rows @ pixels)  # then the vertical pass
         return (pixels / 255 - self.pixel_mean) / self.pixel_std
 
-    def forward(self, images: torch.Tensor, *prompt: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, prompt_embeds=None, prompt_attention_mask=None) -> torch.Tensor:
         pixel_values = self.pixel_values(images).to(self.clip_vision.dtype)
         hidden_states = self.clip_vision(pixel_values=pixel_values, output_hidden_states=True).hidden_states
         # LLaVA's choice: the penultimate layer, without the CLS token.
-        return self.connector(hidden_states[-2][:, 1:], *prompt)
+        return self.connector(hidden_states[-2][:, 1:], prompt_embeds, prompt_attention_mask)
 
 
 def _round_to_uint8(values: torch.Tensor) -> torch.Tensor:
