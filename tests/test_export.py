@@ -297,8 +297,10 @@ def test_a_prompt_reading_connector_exports_with_its_prompt_inputs(tmp_path, rea
     import torch
 
     from vhs.engines import PROMPT_INPUTS, Engine
+    from vhs.export.cleanup import clean_graph
     from vhs.export.graphs import export_onnx
     from vhs.export.parity import ATOL, check_parity
+    from vhs.export.tensorrt_support import check_tensorrt_readiness, load_support_table
     from vhs.verifier import LatentVisualEncoder, MLPConnector
 
     torch.manual_seed(0)
@@ -318,3 +320,5 @@ def test_a_prompt_reading_connector_exports_with_its_prompt_inputs(tmp_path, rea
     for batch in (1, 3):
         result = check_parity(engine, inputs, graph, batch)
         assert result.passed and result.max_abs_error < ATOL, (batch, result)
+    clean_graph(graph)  # as the exporter does before TensorRT
+    assert check_tensorrt_readiness(graph, load_support_table()) == []  # e.g. no Clip on int64

@@ -65,9 +65,10 @@ def pooled_prompt(prompt_embeds: torch.Tensor, prompt_attention_mask: torch.Tens
     token (the text encoder is causal: the last token has read the whole prompt, the mean keeps each
     word's own state)."""
     mask = prompt_attention_mask.to(prompt_embeds.dtype).unsqueeze(-1)
-    mean = (prompt_embeds * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
-    last = (prompt_attention_mask.sum(dim=1).long() - 1).clamp(min=0)
-    last_token = prompt_embeds.gather(1, last[:, None, None].expand(-1, 1, prompt_embeds.shape[-1]))
+    real_tokens = mask.sum(dim=1)  # (B, 1); in float: TensorRT clips no integer tensor
+    mean = (prompt_embeds * mask).sum(dim=1) / real_tokens.clamp(min=1)
+    last = (real_tokens - 1).clamp(min=0).long()
+    last_token = prompt_embeds.gather(1, last[:, :, None].expand(-1, 1, prompt_embeds.shape[-1]))
     return torch.cat([mean, last_token.squeeze(1)], dim=-1)
 
 
