@@ -192,7 +192,7 @@ train-verifier: $(VERIFIERS)/vhs_l$(SPLIT_BLOCK)/metrics.json $(VERIFIERS)/laten
 # paper's pointwise loss against the ranking loss at l*, a CLIP tower tuned in stage 2, the LLM
 # trained in stage 1 too, longer training and a higher learning rate at block 7, fine-tuning batches
 # of 8 candidates per prompt instead of all 16 (each verifier), nearby questions and object maps
-# (VHS and CLIP); then the
+# (VHS and CLIP), the paper's connector instead of one that reads the prompt (each verifier); then the
 # table of every verifier rescored from its weights (study.md) and l* by quality per FLOP at CLIP
 # Best-of-2's compute (block_choice.md). Hours on 2 cores; run before `make train-verifier`, whose
 # assembly ships these records.
@@ -217,6 +217,10 @@ verifier-study: $(TRAINING_DATA) $(VERIFIERS)/llm_prior/config.json
 	$(VERIFIER) --reads images --nearby-questions --out $(VERIFIERS)/clip_nearby
 	$(VERIFIER) --reads hidden_states_l$(SPLIT_BLOCK) --object-map-weight 1 --out $(VERIFIERS)/vhs_l$(SPLIT_BLOCK)_objmap
 	$(VERIFIER) --reads images --object-map-weight 1 --out $(VERIFIERS)/clip_objmap
+	$(VERIFIER) --reads hidden_states_l$(SPLIT_BLOCK) --no-connector-reads-prompt \
+		--out $(VERIFIERS)/vhs_l$(SPLIT_BLOCK)_paper_connector
+	$(VERIFIER) --reads denoised_latents --no-connector-reads-prompt --out $(VERIFIERS)/latent_paper_connector
+	$(VERIFIER) --reads images --no-connector-reads-prompt --out $(VERIFIERS)/clip_paper_connector
 	for prompts in 1600 3200; do $(TRAIN_ENV) $(PYTHON) -m vhs.train.readability --data-dir $(VERIFIER_DATA) --no-ceiling --train-prompts $$prompts \
 		--representations hidden_states_l$(SPLIT_BLOCK) denoised_latents --out $(VERIFIERS)/scaling_$$prompts.json || exit 1; done
 	$(PYTHON) -m vhs.train.verifier_study --data-dir $(VERIFIER_DATA) --verifiers $(VERIFIERS) --out $(VERIFIERS)/study

@@ -393,3 +393,19 @@ def test_a_study_subset_is_the_first_whole_shards_of_the_split(tmp_path):
     every = verifier_data.shard_paths("train", tmp_path)
     assert verifier_data.shard_paths("train", tmp_path, 250) == every[:3]  # 100 prompts per shard
     assert verifier_data.shard_paths("train", tmp_path, 10**9) == every
+
+
+def test_the_paper_connector_of_the_study_is_the_prompt_reading_one_without_its_blocks():
+    """`--no-connector-reads-prompt` (the study's comparison) trains the same seeded layers without
+    the blocks that read the prompt; wrapped connectors (AE latent) are replaced in place."""
+    from vhs.verifier import LatentVisualEncoder, MLPConnector
+
+    torch.manual_seed(0)
+    reading = MLPConnector(8, 16, prompt_width=4)
+    paper = verifier_training.without_prompt(reading)
+    assert not paper.reads_prompt and not hasattr(paper, "film_blocks")
+    for name, tensor in paper.state_dict().items():
+        torch.testing.assert_close(tensor, reading.state_dict()[name])
+    latent = verifier_training.without_prompt(LatentVisualEncoder(reading))
+    assert latent.connector.state_dict().keys() == paper.state_dict().keys()
+    assert verifier_training.without_prompt(paper) is paper

@@ -57,7 +57,7 @@ from ..engine_names import TEXT_ENCODER
 from ..engines import build_engine
 from ..presets import Preset, load_preset
 from ..shapes import NUM_OBJECT_CLASSES
-from ..verifier import ClipVisualEncoder, LatentVisualEncoder, YesNoScorer
+from ..verifier import ClipVisualEncoder, LatentVisualEncoder, MLPConnector, YesNoScorer
 from .common import LossLog, cosine_learning_rate, untrained_preset
 from .nearby_questions import load as load_nearby_questions
 from .verifier_data import OUT_DIR as DATA_DIR
@@ -95,6 +95,8 @@ ALIGN_LLM = False
 OBJECT_MAP_WEIGHT = 0.0  # of the object-map loss beside stage 1's caption loss and stage 2's loss
 # Stage 2 may also rank each prompt's candidates on nearby questions (vhs.train.nearby_questions).
 NEARBY_QUESTIONS = False
+# False: the paper's connector even where the preset's reads the prompt (the study's comparison).
+CONNECTOR_READS_PROMPT = True
 STATISTICS_ROWS = 4096  # candidates the connector's input mean and variance are estimated on
 OUT_DIR = Path("build/train/verifiers")
 PRIOR_DIR = OUT_DIR / "llm_prior"
@@ -201,6 +203,21 @@ def visual_encoder_for(preset: Preset, reads: str, clip_tower: Path = CLIP_TOWER
         tower = CLIPVisionModel.from_pretrained(clip_tower / "clip_vision").eval().requires_grad_(False)
         return ClipVisualEncoder(tower, copy.deepcopy(preset.clip_connector))
     raise ValueError(f"reads must be hidden_states_l<block>, denoised_latents or images, got {reads!r}")
+
+
+def without_prompt(encoder: nn.Module) -> nn.Module:
+    """`encoder` with the paper's connector: the same seeded layers and statistics, without the
+    blocks that read the prompt (an encoder whose connector reads none is returned as it is)."""
+    connector = connector_of(encoder)
+    if not connector.reads_prompt:
+        return encoder
+    config = connector.config
+    paper = MLPConnector(config.in_features, config.out_features, normalize_input=config.normalize_input)
+    paper.load_state_dict(connector.state_dict(), strict=False)  # all but the prompt blocks
+    if encoder is connector:
+        return paper
+    encoder.connector = paper
+    return encoder
 
 
 def connector_of(encoder: nn.Module) -> nn.Module:
@@ -402,6 +419,7 @@ def train_verifier(
     clip_tower: Path = CLIP_TOWER_DIR,
     object_map_weight: float = OBJECT_MAP_WEIGHT,
     nearby_questions: bool = NEARBY_QUESTIONS,
+    connector_reads_prompt: bool = CONNECTOR_READS_PROMPT,
 ) -> dict:
     """Stages 0-2 for one verifier; writes `out/{connector,llm}` and `out/metrics.json` (the
     validation metrics of the kept checkpoint). Returns those metrics."""
@@ -420,6 +438,8 @@ def train_verifier(
     start = starting_verifier(preset)
     llm = copy.deepcopy(train_language_prior(start, prior_texts(train_record), prior_dir))
     encoder = visual_encoder_for(start, reads, clip_tower)
+    if not connector_reads_prompt:
+        encoder = without_prompt(encoder)
     set_input_statistics(encoder, train[reads])
     log = LossLog(out)
 
@@ -547,6 +567,7 @@ def train_verifier(
         "steps": {"prior": PRIOR_STEPS, "alignment": ALIGN_STEPS, "fine_tuning": FINETUNE_STEPS},
         "fine_tuning_lr": FINETUNE_LR,
         "alignment_trains": "connector + LLM" if align_llm else "connector",
+        "connector_reads_prompt": reads_prompt,
         "object_map_weight": object_map_weight,
         "fine_tuning_batch": f"{BATCH_PROMPTS} prompts x {candidates_per_step} candidates",
         "train_seconds": round(time.monotonic() - started),
@@ -600,6 +621,9 @@ def main() -> None:
                         help="of the object-map loss in stages 1 and 2 (0: none)")  # fmt: skip
     parser.add_argument("--nearby-questions", action=argparse.BooleanOptionalAction, default=NEARBY_QUESTIONS,
                         help="stage 2 also ranks on vhs.train.nearby_questions")  # fmt: skip
+    parser.add_argument("--connector-reads-prompt", action=argparse.BooleanOptionalAction,
+                        default=CONNECTOR_READS_PROMPT,
+                        help="--no-...: the paper's connector (the study's comparison)")  # fmt: skip
     args = parser.parse_args()
     if not args.prior_only and (args.reads is None or args.out is None):
         parser.error("--reads and --out are required (unless --prior-only)")
@@ -617,6 +641,7 @@ def main() -> None:
     metrics = train_verifier(
         args.reads, args.out, args.loss, args.preset, args.data_dir, args.prior_dir, args.tune_clip_tower,
         args.align_llm, args.clip_tower, args.object_map_weight, args.nearby_questions,
+        args.connector_reads_prompt,
     )  # fmt: skip
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(json.dumps(metrics, indent=2))
