@@ -65,7 +65,7 @@ def pooled_prompt(prompt_embeds: torch.Tensor, prompt_attention_mask: torch.Tens
     token (the text encoder is causal: the last token has read the whole prompt, the mean keeps each
     word's own state)."""
     mask = prompt_attention_mask.to(prompt_embeds.dtype).unsqueeze(-1)
-    real_tokens = mask.sum(dim=1)  # (B, 1); in float: TensorRT clips no integer tensor
+    real_tokens = mask.sum(dim=1)  # (B, 1), kept in float: TensorRT has no Clip on int64
     mean = (prompt_embeds * mask).sum(dim=1) / real_tokens.clamp(min=1)
     last = (real_tokens - 1).clamp(min=0).long()
     last_token = prompt_embeds.gather(1, last[:, :, None].expand(-1, 1, prompt_embeds.shape[-1]))
