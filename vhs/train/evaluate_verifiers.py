@@ -16,7 +16,9 @@ The evaluation split is touched for the final table only; every choice was made 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -54,14 +56,16 @@ def stored_features(preset: Preset, reads: str) -> str:
 
 
 def served_scores(
-    preset: Preset, mode_name: str, features: np.ndarray, questions, prompt_index, prompt
+    preset: Preset, mode_name: str, features: np.ndarray, questions, prompt_index, prompt: Callable
 ) -> np.ndarray:
     """P(yes) (N,) of every stored candidate through the mode's served engines, in batches.
-    questions: `question_tensors` of the prompts; prompt: their `prompt_tensors` (the DiT's prompt
-    inputs, which a prompt-reading visual encoder takes)."""
+    questions: `question_tensors` of the prompts; prompt(): their `prompt_tensors` (the DiT's prompt
+    inputs), called only when the mode's visual encoder reads the prompt."""
     mode = MODES[mode_name]
     encoder, llm = build_engine(preset, mode.visual_encoder), build_engine(preset, mode.llm)
     question_ids, question_length = questions
+    reads_prompt = PROMPT_INPUTS[0] in encoder.input_names
+    prompt_inputs = dict(zip(PROMPT_INPUTS, prompt(), strict=True)) if reads_prompt else {}
     scores = []
     with torch.no_grad():
         for start in range(0, len(features), 512):
@@ -69,7 +73,7 @@ def served_scores(
             prompts = prompt_index[rows]
             visual = encoder(
                 **{mode.encoder_input: as_model_input(features[rows])},
-                **dict(zip(PROMPT_INPUTS, (tensor[prompts] for tensor in prompt), strict=True)),
+                **{name: tensor[prompts] for name, tensor in prompt_inputs.items()},
             )["visual_tokens"]
             outputs = llm(
                 visual_tokens=visual,
@@ -88,7 +92,8 @@ def evaluate_verifiers(preset_name: str, split: str, data_dir: Path = DATA_DIR) 
     passed = arrays["passed"].reshape(-1, per_prompt)
     tags = [prompt["tag"] for prompt in record["prompts"]]
     texts = [prompt["text"] for prompt in record["prompts"]]
-    questions, prompt = question_tensors(preset, texts), prompt_tensors(preset, texts)
+    questions = question_tensors(preset, texts)
+    prompt = functools.cache(lambda: prompt_tensors(preset, texts))  # once, where an encoder reads it
     sizes = [n for n in NUM_CANDIDATES if n <= per_prompt]
     best_of_1 = passed[:, 0].astype(float)
     result = {
