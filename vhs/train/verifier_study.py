@@ -14,6 +14,7 @@ the non-LLM probe per representation. Writes <out>.json and <out>.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -101,7 +102,8 @@ def study(
     arrays, record = load_split("validation", ("passed", "prompt_index"), data_dir)
     tags = [prompt["tag"] for prompt in record["prompts"]]
     texts = [prompt["text"] for prompt in record["prompts"]]
-    questions, prompt = question_tensors(preset, texts), prompt_tensors(preset, texts)
+    questions = question_tensors(preset, texts)
+    prompt = functools.cache(lambda: prompt_tensors(preset, texts))  # once, where a verifier reads it
     rows, scores_of = {}, {}
     for metrics_file in sorted(verifiers.glob("*/metrics.json")):
         metrics = json.loads(metrics_file.read_text())
@@ -112,7 +114,7 @@ def study(
         model = load_trained_verifier(folder, reads, preset)
         reads_prompt = connector_of(model.visual_encoder).reads_prompt
         scores = scores_of[folder.name] = score(
-            model, features, *questions, arrays["prompt_index"], prompt if reads_prompt else ()
+            model, features, *questions, arrays["prompt_index"], prompt() if reads_prompt else ()
         )
         rows[folder.name] = {
             "reads": reads,
